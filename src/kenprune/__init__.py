@@ -1,0 +1,36 @@
+"""kenprune: prune transformer models (KEN, Wanda, SparseGPT, N:M, allocation, structured) and measure it.
+
+The public API mirrors the CLI: `kenprune eval` is `kenprune.evaluate_model`, and so on.
+Heavy imports (torch, transformers) happen on first use.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load": "kenprune.assets.models:load_model",
+    "load_model": "kenprune.assets.models:load_model",
+    "save_model": "kenprune.assets.models:save_model",
+    "MODELS": "kenprune.assets.models:MODELS",
+    "CORPORA": "kenprune.assets.corpora:CORPORA",
+    "load_documents": "kenprune.assets.corpora:load_documents",
+    "PerplexityProtocol": "kenprune.protocol:PerplexityProtocol",
+    "perplexity": "kenprune.evaluate:perplexity",
+    "accuracy": "kenprune.evaluate:accuracy",
+    "evaluate_model": "kenprune.api:evaluate_model",
+    "KenpruneError": "kenprune.errors:KenpruneError",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'kenprune' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value

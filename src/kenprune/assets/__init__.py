@@ -1,0 +1,1 @@
+"""Registries of the real, embedded models and corpora, and their caches."""
