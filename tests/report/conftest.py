@@ -1,0 +1,123 @@
+"""Run folders built from hand-made JSON in the formats the prune / ken / search / structured commands write,
+and a tiny pre-trained / KEN-optimized model pair, so report tests do not depend on those commands."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+LAYERS = 6
+TYPES = ("self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj")
+
+
+def _write(folder: Path, data: dict, name: str = "kenprune-report.json") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(data, indent=1))
+    return folder
+
+
+def prune_result(method: str = "wanda", sparsity: float = 0.5, ppl: float = 35.0, allocation: str | None = None,
+                 seed: int = 0) -> dict:
+    """A `kenprune prune` result: per-Linear sparsity (sparsity_report), perplexity before/after, sizes, times."""
+    rng = np.random.default_rng(seed)
+    layers = [{"name": f"model.layers.{i}.{t}", "block": i, "shape": [64, 64], "parameters": 4096,
+               "sparsity": float(np.clip(sparsity + rng.normal(0, 0.05), 0, 1))}
+              for i in range(LAYERS) for t in TYPES]
+    return {
+        "method": method, "model": "smollm2-135m",
+        "targets": {"method": method, "pattern": "unstructured", "sparsity": sparsity},
+        "allocation": allocation,
+        "sparsity_report": {"block_linears": {"sparsity": sparsity}, "layers": layers},
+        "perplexity": {"before": 29.6, "after": ppl},
+        "protocol": {"data": "wiki:test", "seqlen": 512, "max_windows": 8, "bos": "auto", "windows": 8,
+                     "predicted_tokens": 4088, "text_sha256": "ab" * 32},
+        "calibration": {"data": "wiki:calib", "nsamples": 16, "seqlen": 256, "seed": 0},
+        "sizes": {"safetensors (dense)": 538_000_000, "bitmask": 301_000_000},
+        "seconds": {"load": 2.1, "calibrate": 40.3, "eval": 20.0},
+        "peak_rss_bytes": 2_400_000_000,
+        "versions": {"python": "3.11", "torch": "2.13.0", "transformers": "5.18.0", "kenprune": "0.1.0"},
+        "machine": {"cpu": "test"}, "argv": ["kenprune", "prune"],
+    }
+
+
+def search_result() -> dict:
+    """A `kenprune search` result comparing evolutionary and random search (per-generation history)."""
+    def history(start: float, rate: float) -> list[dict]:
+        return [{"generation": g + 1, "evaluations": 10 + 4 * g, "best": "abs(x)",
+                 "best_fitness": start - rate * np.log1p(g), "seconds": g} for g in range(12)]
+
+    return {"method": "dsa-search", "model": "smollm2-135m", "target": 0.6,
+            "strategies": {"evolution": {"strategy": "evolution", "best": "sqrt(abs(x))", "fitness": 40.1,
+                                         "history": history(60, 8)},
+                           "random": {"strategy": "random", "best": "abs(x)", "fitness": 47.9,
+                                      "history": history(60, 4)}},
+            "ratios": [0.5 + 0.02 * i for i in range(10)],
+            "protocol": {"data": "wiki:valid", "seqlen": 256, "max_windows": 4}}
+
+
+def structured_result() -> dict:
+    """The structured helper's report (kenprune-report.json): widths per block before/after."""
+    before = [{"heads": 9, "kv_heads": 3, "intermediate": 1536}] * 4
+    after = [{"heads": 9 - (i % 2) * 3, "kv_heads": 3, "intermediate": 1536 - 256 * i} for i in range(4)]
+    return {"method": "structured", "model": "smollm2-135m", "importance": "taylor",
+            "parameters_before": 134_515_008, "parameters_after": 118_000_000, "block_parameters_removed": 0.2,
+            "widths_before": before, "widths_after": after, "latency": {"speedup": 1.21},
+            "perplexity": {"data": "wiki:test", "seqlen": 512, "max_windows": 8, "dense": 29.6, "pruned": 48.2},
+            "file_bytes": 470_000_000, "seconds": {"prune": 12.0}, "peak_rss_bytes": 1_900_000_000}
+
+
+def tiny_model_pair(root: Path, layers: int = 4, shape: tuple[int, int] = (24, 40), seed: int = 0):
+    """Two safetensors model folders: pre-trained, and KEN-optimized (a random subset replaced per matrix)."""
+    import torch
+    from safetensors.torch import save_file
+
+    rng = np.random.default_rng(seed)
+    pre, opt, masks = {}, {}, {}
+    for i in range(layers):
+        for t in ("attn.q.weight", "mlp.up.weight"):
+            name = f"layers.{i}.{t}"
+            w0 = rng.normal(0, 0.02, shape).astype(np.float32)
+            mask = rng.random(shape) < 0.2 + 0.1 * i
+            pre[name] = torch.from_numpy(w0)
+            opt[name] = torch.from_numpy(np.where(mask, w0 + rng.normal(0, 0.01, shape).astype(np.float32) + 1e-3, w0))
+            masks[name] = mask
+        pre[f"layers.{i}.norm.weight"] = torch.ones(shape[1])
+        opt[f"layers.{i}.norm.weight"] = torch.ones(shape[1])
+    for folder, tensors in (("pretrained", pre), ("optimized", opt)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(root / folder / "model.safetensors"))
+        (root / folder / "config.json").write_text("{}")
+    return root / "pretrained", root / "optimized", masks
+
+
+def ken_result(masks: dict, pretrained: Path) -> dict:
+    """A `kenprune ken` summary: per-tensor kept fractions, k, the pre-trained model it applies to."""
+    return {"method": "ken", "model": "tiny-ken", "pretrained": str(pretrained), "k": 8, "kernel": "gaussian",
+            "tensors": {name: {"kept_fraction": float(m.mean()), "shape": list(m.shape)} for name, m in masks.items()},
+            "kept_fraction_total": float(np.mean([m.mean() for m in masks.values()])),
+            "accuracy": {"before": 0.81, "after": 0.83},
+            "protocol": {"data": "pang-lee:test"}, "seconds": {"ken": 3.2}, "peak_rss_bytes": 900_000_000}
+
+
+@pytest.fixture
+def run_dirs(tmp_path: Path) -> dict[str, Path]:
+    """One folder per run kind, plus a sparsity sweep for the comparison plot."""
+    pre, opt, masks = tiny_model_pair(tmp_path / "ken-run")
+    dirs = {
+        "prune": _write(tmp_path / "wanda-50", prune_result()),
+        "search": _write(tmp_path / "search", search_result()),
+        "structured": _write(tmp_path / "structured", structured_result()),
+        "ken": _write(tmp_path / "ken-run", ken_result(masks, pre)),
+    }
+    for method, ppls in (("magnitude", (40.0, 90.0, 400.0)), ("wanda", (33.0, 45.0, 120.0))):
+        for sparsity, ppl in zip((0.4, 0.5, 0.6), ppls):
+            dirs[f"{method}-{sparsity}"] = _write(tmp_path / f"{method}-{int(sparsity * 100)}",
+                                                  prune_result(method, sparsity, ppl))
+    return dirs
+
+
+@pytest.fixture
+def ken_pair(tmp_path: Path):
+    return tiny_model_pair(tmp_path / "pair")
