@@ -113,9 +113,15 @@ def run_dirs(tmp_path: Path) -> dict[str, Path]:
     }
     for method, ppls in (("magnitude", (40.0, 90.0, 400.0)), ("wanda", (33.0, 45.0, 120.0))):
         for sparsity, ppl in zip((0.4, 0.5, 0.6), ppls):
-            dirs[f"{method}-{sparsity}"] = _write(tmp_path / f"{method}-{int(sparsity * 100)}",
+            dirs[f"{method}-{sparsity}"] = _write(tmp_path / f"sweep-{method}-{int(sparsity * 100)}",
                                                   prune_result(method, sparsity, ppl))
     return dirs
+
+
+@pytest.fixture
+def prune_json():
+    """Factory of `kenprune prune` results: prune_json(method, sparsity, ppl)."""
+    return prune_result
 
 
 @pytest.fixture

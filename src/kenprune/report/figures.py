@@ -39,13 +39,13 @@ def _style(ax) -> None:
 def downsample(mask: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, tuple[int, int]]:
     """Block-average a 2-D mask so neither side exceeds `max_side`; returns (fraction kept per block, block shape).
 
-    Blocks are ceil(rows / max_side) x ceil(cols / max_side); edge blocks average over the entries they have.
-    A matrix that already fits is returned unchanged (as float) with block shape (1, 1).
+    Blocks are square (b x b, b = ceil(longest side / max_side)) so the picture keeps the matrix's proportions;
+    edge blocks average over the entries they have. A matrix that fits is returned unchanged (as float), block (1, 1).
     """
     m = np.asarray(mask, dtype=np.float32)
     if m.ndim != 2:
         raise ValueError(f"expected a 2-D matrix, got shape {m.shape}")
-    br, bc = max(1, math.ceil(m.shape[0] / max_side)), max(1, math.ceil(m.shape[1] / max_side))
+    br = bc = max(1, math.ceil(max(m.shape) / max_side))
     if br == 1 and bc == 1:
         return m, (1, 1)
     rows, cols = math.ceil(m.shape[0] / br), math.ceil(m.shape[1] / bc)

@@ -52,8 +52,16 @@ def _value(v: Any) -> str:
     return str(v)
 
 
+def _cell(v: Any, limit: int = 72) -> str:
+    """A table cell; long values (hashes, command lines) are shortened, the full text kept as a tooltip."""
+    text = _value(v)
+    if len(text) <= limit:
+        return f"<td>{html.escape(text)}</td>"
+    return f'<td title="{html.escape(text)}">{html.escape(text[: limit - 1])}&hellip;</td>'
+
+
 def _table(title: str, rows: Mapping[str, Any]) -> str:
-    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_value(v))}</td></tr>" for k, v in rows.items())
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th>{_cell(v)}</tr>" for k, v in rows.items())
     caption = f"<caption>{html.escape(title)}</caption>" if title else ""
     return f'<table class="kv">{caption}{body}</table>'
 
@@ -86,7 +94,7 @@ section h2{margin:0 0 10px;font-size:18px;color:#0b3c5d}
 table.kv{border-collapse:collapse;font-size:13px;min-width:320px}
 table.kv caption{text-align:left;font-weight:600;padding:4px 0}
 table.kv th{text-align:left;font-weight:500;color:#57606a;padding:3px 14px 3px 0;vertical-align:top;white-space:nowrap}
-table.kv td{padding:3px 0;font-variant-numeric:tabular-nums;word-break:break-word;max-width:640px}
+table.kv td{padding:3px 0;vertical-align:top;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
 table.kv tr+tr{border-top:1px solid #eef0f2}
 figure{margin:14px 0;text-align:center}figure img{max-width:100%;cursor:zoom-in;border:1px solid #eef0f2}
 figure img.zoom{max-width:none;cursor:zoom-out}figure{overflow-x:auto}

@@ -62,6 +62,8 @@ class TensorSource:
                     self._index.update(dict.fromkeys(handle.keys(), f))
         elif path.exists():
             raise KenpruneError(f"{path} holds no .safetensors weights; give a saved model folder or a .safetensors file")
+        elif path.is_absolute() or self.ref.startswith(".") or path.suffix == ".safetensors":
+            raise KenpruneError(f"{path} does not exist; give a saved model folder, a .safetensors file or a model name")
         else:
             from ..assets.models import load_model  # a registry name or hub id: load the model once
 
@@ -142,9 +144,11 @@ def family_figures(masks: KenMasks) -> dict[str, "figures.Figure"]:
     """The views over all layers: kept fraction per layer, and every layer's matrix side by side."""
     names, labels = list(masks.masks), masks.labels()
     family = figures.short_type(figures.matrix_type(names[0]))
+    bars = figures.layer_bars([figures.layer_label(n) for n in names], list(masks.fractions().values()),
+                              ylabel="kept fraction", title=f"KEN: kept fraction of {family} per layer")
+    bars.axes[0].set_xlabel("layer")
     return {
-        "kept_fraction": figures.layer_bars([labels[n] for n in names], list(masks.fractions().values()),
-                                            ylabel="kept fraction", title=f"KEN: kept fraction of {family} per layer"),
+        "kept_fraction": bars,
         "layers": figures.layers_grid({labels[n]: masks.masks[n] for n in names}, title=f"{family} across layers"),
     }
 
