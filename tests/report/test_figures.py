@@ -76,3 +76,15 @@ def test_matrix_type_and_labels():
     assert figures.matrix_type("model.layers.12.mlp.up_proj.weight") == "model.layers.N.mlp.up_proj.weight"
     assert figures.short_type("model.layers.N.mlp.up_proj.weight") == "mlp.up_proj.weight"
     assert figures.layer_label("model.layers.12.mlp.up_proj") == "12"
+
+
+def test_kept_fraction_grid_cells_equal_the_fractions():
+    fractions = {f"enc.layer.{i}.{t}": 0.1 * i + (0.05 if t == "value.weight" else 0.0)
+                 for i in range(3) for t in ("query.weight", "value.weight")}
+    fractions["embeddings.word.weight"] = 0.7
+    fig = figures.kept_fraction_grid(fractions)
+    grid = np.ma.filled(fig.axes[0].images[0].get_array(), np.nan)
+    assert grid.shape == (3, 4)  # query, value, embeddings x layers 0-2 + other
+    np.testing.assert_allclose(grid[0, :3], [0.0, 0.1, 0.2])
+    np.testing.assert_allclose(grid[1, :3], [0.05, 0.15, 0.25])
+    assert grid[2, 3] == pytest.approx(0.7) and np.isnan(grid[0, 3]) and np.isnan(grid[2, 0])

@@ -42,3 +42,23 @@ def test_viz_cli_writes_page_and_pngs(ken_pair, tmp_path, capsys):
     assert out.read_text().count('<figure id="fig-') == 4
     assert len(list((tmp_path / "viz-figures").glob("*.png"))) == 2 + 2 * 4
     assert main(["viz", "--pretrained", str(pre), "--optimized", str(tmp_path / "none"), "--matrix", "q"]) == 2
+
+
+def test_masks_straight_from_a_subnetwork_file(tmp_path, run_dirs, ken_pair):
+    """With kenprune.ken present, masks come from the subnetwork file's positions (no base model needed)."""
+    subnetwork = pytest.importorskip("kenprune.ken.subnetwork")
+    import torch
+
+    _, _, truth = ken_pair
+    masks = {n: torch.from_numpy(m) for n, m in truth.items()}
+    sub = subnetwork.Subnetwork(masks=masks, values={n: torch.ones(int(m.sum())) for n, m in masks.items()},
+                                rows={n: m.shape[0] for n, m in masks.items()})
+    path = run_dirs["ken"] / "subnetwork.safetensors"
+    subnetwork.write_subnetwork(path, sub)
+    got = load_masks(None, path, "attn.q")
+    for name, mask in got.masks.items():
+        np.testing.assert_array_equal(mask, truth[name])
+    from kenprune.report import write_report
+
+    html = write_report(run_dirs["ken"]).read_text()
+    assert html.count('<figure id="fig-ken-run-') == 4  # per-tensor grid + matrix, neighbours, all layers

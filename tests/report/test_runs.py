@@ -14,13 +14,13 @@ from kenprune.report.build import layer_figure
 
 def test_prune_run_summary_and_bar_heights_equal_the_json(run_dirs):
     run = read_run(run_dirs["prune"])
-    data = json.loads((run_dirs["prune"] / "kenprune-report.json").read_text())
-    expected = [layer["sparsity"] for layer in data["sparsity_report"]["layers"]]
-    assert run.kind == "prune" and run.method == "wanda" and run.sparsity == 0.5
+    data = json.loads((run_dirs["prune"] / "report.json").read_text())
+    expected = [layer["sparsity"] for layer in data["layers"]]
+    assert run.kind == "prune" and run.method == "sparsegpt" and run.sparsity == 0.5
     assert run.quality == ("perplexity", 29.6, 35.0)
     heights = [p.get_height() for p in layer_figure(run).axes[0].patches]
     assert heights == pytest.approx(expected)
-    for row in ("perplexity before", "perplexity after", "size (bitmask)", "time", "peak memory (RSS)"):
+    for row in ("perplexity before", "perplexity after", "size: sparse file", "time", "peak memory (RSS)"):
         assert row in run.summary
     assert run.protocol["seqlen"] == 512 and run.protocol["calibration"]["data"] == "wiki:calib"
 
@@ -33,7 +33,9 @@ def test_other_kinds(run_dirs):
     assert structured.kind == "structured" and structured.quality == ("perplexity", 29.6, 48.2)
     assert structured.layers.values[0] == 0 and structured.layers.values[1] == pytest.approx((3 / 9 + 256 / 1536) / 2)
     ken = read_run(run_dirs["ken"])
-    assert ken.kind == "ken" and len(ken.layers.values) == 8 and ken.pretrained
+    assert ken.kind == "ken" and ken.model == "tiny-ft" and len(ken.layers.values) == 8
+    assert ken.quality == ("accuracy", None, 0.83) and ken.optimized == run_dirs["ken"] / "model"
+    assert ken.summary["ratio"] == "0.650" and ken.summary["size: subnetwork"] == "20.0 KB"
 
 
 def test_per_layer_spellings(tmp_path):

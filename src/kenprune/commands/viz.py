@@ -8,8 +8,10 @@ from .report import require_matplotlib
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("viz", help="KEN_viz: which entries KEN kept in one matrix type, across layers")
-    p.add_argument("--pretrained", required=True, help="the pre-trained model: folder, .safetensors or model name")
-    p.add_argument("--optimized", required=True, help="the KEN-optimized model: folder or .safetensors")
+    p.add_argument("--optimized", required=True,
+                   help="a KEN subnetwork file (kept positions read directly), or the optimized model folder")
+    p.add_argument("--pretrained", default=None,
+                   help="the pre-trained model (folder, .safetensors or model name); needed with a model folder")
     p.add_argument("--matrix", required=True,
                    help="matrix type: a tensor name (its layer numbers match every layer), a glob, or a fragment "
                         "such as q_proj")

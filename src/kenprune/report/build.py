@@ -35,6 +35,9 @@ def layer_figure(run: Run) -> "figures.Figure":
     """Per-layer bars; with several matrix types per layer, bars are coloured by type and labelled by layer."""
     layers = run.layers
     groups = [figures.short_type(figures.matrix_type(label)) for label in layers.labels]
+    if run.kind == "ken" and len(set(groups)) > 1:
+        return figures.kept_fraction_grid(dict(zip(layers.labels, layers.values)),
+                                          title=f"KEN on {run.model}: kept fraction per tensor ({len(groups)})")
     typed = 1 < len(set(groups)) <= 12
     what = "tensor" if run.kind == "ken" else "layer"
     fig = figures.layer_bars([figures.layer_label(x) for x in layers.labels] if typed else layers.labels,
@@ -47,23 +50,30 @@ def layer_figure(run: Run) -> "figures.Figure":
 
 
 def _ken_mask_figures(run: Run) -> tuple[list[FigureBlock], list[str]]:
-    """KEN_viz views for a KEN run whose folder holds the optimized model (and names its pre-trained one)."""
-    from .kenviz import TensorSource, default_matrix, load_masks
+    """KEN_viz views for a KEN run: from its subnetwork file, else from its optimized model vs its base."""
+    from .kenviz import TensorSource, default_matrix, family_masks, load_masks, subnetwork_masks
 
-    optimized = next((p for p in sorted(run.path.iterdir()) if p.is_dir() and any(p.glob("*.safetensors"))), None)
-    if optimized is None and any(run.path.glob("*.safetensors")):
-        optimized = run.path
+    if run.subnetwork is not None:
+        masks = subnetwork_masks(run.subnetwork)
+        matrix = default_matrix({n: m.shape for n, m in masks.items()})
+        if matrix is None:
+            return [], ["The subnetwork holds no per-layer matrix to draw."]
+        return kenviz_blocks(family_masks(matrix, masks), _slug(run.name), fractions=False), []
+    optimized = run.optimized
     if optimized is None or not run.pretrained:
-        return [], ["The mask views need the optimized model and its pre-trained base: run "
-                    "`kenprune viz --pretrained BASE --optimized MODEL --matrix q_proj`."]
-    matrix = default_matrix(TensorSource(optimized))
+        return [], ["The mask views need the subnetwork file (or the optimized model and its pre-trained base): "
+                    "run `kenprune viz --optimized RUN/subnetwork.safetensors --matrix NAME`."]
+    matrix = default_matrix(TensorSource(optimized).shapes())
     if matrix is None:
         return [], ["No 2-D per-layer matrix found in the optimized model for the mask views."]
-    return kenviz_blocks(load_masks(run.pretrained, optimized, matrix), _slug(run.name)), []
+    return kenviz_blocks(load_masks(run.pretrained, optimized, matrix), _slug(run.name), fractions=False), []
 
 
-def kenviz_blocks(masks, key: str) -> list[FigureBlock]:
-    """The four KEN_viz figures as page blocks; the single-matrix views get one variant per layer."""
+def kenviz_blocks(masks, key: str, fractions: bool = True) -> list[FigureBlock]:
+    """The KEN_viz figures as page blocks; the single-matrix views get one variant per layer.
+
+    `fractions=False` leaves out the kept-fraction bars (a run report already shows every tensor's).
+    """
     from .kenviz import family_figures, matrix_figures
 
     names = list(masks.masks)
@@ -75,8 +85,9 @@ def kenviz_blocks(masks, key: str) -> list[FigureBlock]:
         matrix[f"{labels[name]}: {name}"] = png_bytes(views["matrix"])
         neighbours[f"{labels[name]}: {name}"] = png_bytes(views["neighbours"])
     family = figures.short_type(figures.matrix_type(names[0]))
-    return [
-        FigureBlock(f"{key}-kept", f"Kept fraction of {family} in each layer.", {"all": overview["kept_fraction"]}),
+    kept = [FigureBlock(f"{key}-kept", f"Kept fraction of {family} in each layer.",
+                        {"all": overview["kept_fraction"]})] if fractions else []
+    return kept + [
         FigureBlock(f"{key}-matrix", "One matrix's kept entries (pick the layer).", matrix),
         FigureBlock(f"{key}-neighbours", "Kept entries coloured by how many of their 4 neighbours "
                     "(up, down, left, right) are kept: clusters show as dark.", neighbours),

@@ -141,6 +141,36 @@ def short_type(type_name: str) -> str:
     return parts[1] if len(parts) == 2 else type_name
 
 
+def kept_fraction_grid(fractions: Mapping[str, float], title: str = "KEN: kept fraction per tensor") -> Figure:
+    """Every tensor's kept fraction as a (matrix type x layer) grid; tensors outside layers get column 'other'.
+
+    Scales to any number of layers and tensor types, where one bar per tensor would not be readable.
+    """
+    types = list(dict.fromkeys(short_type(matrix_type(n)) for n in fractions))
+    layers = sorted({layer_label(n) for n in fractions if ".N." in matrix_type(n)},
+                    key=lambda x: tuple(int(d) for d in _LAYER_INDEX.findall(x)))
+    columns = layers + (["other"] if any(".N." not in matrix_type(n) for n in fractions) else [])
+    grid = np.full((len(types), len(columns)), np.nan)
+    for name, value in fractions.items():
+        column = layer_label(name) if ".N." in matrix_type(name) else "other"
+        grid[types.index(short_type(matrix_type(name))), columns.index(column)] = value
+    fig = _figure(min(16.0, 3.5 + 0.42 * len(columns)), min(14.0, 1.4 + 0.3 * len(types)))
+    ax = fig.add_subplot()
+    img = ax.imshow(np.ma.masked_invalid(grid), cmap=FRACTION_CMAP, vmin=0, vmax=1, aspect="auto",
+                    interpolation="nearest")
+    if grid.size <= 600:
+        for (r, c), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6.5,
+                        color="white" if value > 0.6 else "#1f2328")
+    ax.set_xticks(range(len(columns)), columns, fontsize=8, rotation=90 if len(columns) > 30 else 0)
+    ax.set_yticks(range(len(types)), types, fontsize=8)
+    ax.set_xlabel("layer")
+    ax.set_title(title, loc="left", fontsize=11)
+    fig.colorbar(img, ax=ax, shrink=0.8, label="kept fraction")
+    return fig
+
+
 # ----------------------------------------------------------------------------- curves
 
 def fitness_curves(histories: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
@@ -200,7 +230,8 @@ def mask_heatmap(mask: np.ndarray, title: str = "", max_side: int = MAX_SIDE) ->
         method = f"{_shape_text(m.shape)}, every entry shown"
         fig.colorbar(img, ax=ax, ticks=[0.25, 0.75], shrink=0.6).ax.set_yticklabels(["pruned", "kept"])
     else:
-        img = ax.imshow(data, cmap=FRACTION_CMAP, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+        img = ax.imshow(data, cmap=FRACTION_CMAP, vmin=0, vmax=_colour_top(data), interpolation="nearest",
+                        aspect="auto")
         method = (f"{_shape_text(m.shape)} downsampled to {rows} x {cols}: "
                   f"colour = fraction kept in each {block[0]} x {block[1]} block")
         fig.colorbar(img, ax=ax, shrink=0.6, label="fraction kept")
@@ -209,6 +240,11 @@ def mask_heatmap(mask: np.ndarray, title: str = "", max_side: int = MAX_SIDE) ->
     ax.set_ylabel("row (output)")
     fig.text(0.99, 0.005, f"{float(m.mean()):.1%} kept", ha="right", va="bottom", fontsize=8, color="#444444")
     return fig
+
+
+def _colour_top(*arrays: np.ndarray) -> float:
+    """Top of a fraction colour scale: the largest value shown (so 10 % kept is not a white page), at least 1e-3."""
+    return max(1e-3, max(float(np.nanmax(a)) for a in arrays))
 
 
 def neighbour_heatmap(mask: np.ndarray, title: str = "", crop: int = CROP_SIDE) -> Figure:
@@ -243,12 +279,13 @@ def layers_grid(masks: Mapping[str, np.ndarray], title: str = "", max_side: int 
     nrows = math.ceil(n / ncols)
     first = as_matrix(next(iter(masks.values())))
     cell_h = 2.2 * min(1.6, max(0.35, first.shape[0] / first.shape[1]))
-    fig = _figure(2.2 * ncols + 0.8, cell_h * nrows + 0.9)
+    fig = _figure(2.0 * ncols + 1.0, cell_h * nrows + 0.9)
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    shown = {label: downsample(as_matrix(mask), max_side)[0] for label, mask in masks.items()}
+    top = _colour_top(*shown.values())  # one scale for all layers, so they compare
     img = None
     for ax, (label, mask) in zip(axes.flat, masks.items()):
-        data, _ = downsample(as_matrix(mask), max_side)
-        img = ax.imshow(data, cmap=FRACTION_CMAP, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+        img = ax.imshow(shown[label], cmap=FRACTION_CMAP, vmin=0, vmax=top, interpolation="nearest", aspect="auto")
         ax.set_title(f"{label}  ({float(np.mean(mask)):.1%})", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])

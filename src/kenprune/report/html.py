@@ -90,7 +90,7 @@ nav{padding:8px 32px;background:#e8ecf1;font-size:13px}nav a{margin-right:14px;c
 main{max-width:1180px;margin:0 auto;padding:16px 24px 48px}
 section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:16px 22px;margin:18px 0}
 section h2{margin:0 0 10px;font-size:18px;color:#0b3c5d}
-.tables{display:flex;flex-wrap:wrap;gap:18px}
+.tables{display:flex;flex-wrap:wrap;gap:18px 36px;align-items:flex-start}
 table.kv{border-collapse:collapse;font-size:13px;min-width:320px}
 table.kv caption{text-align:left;font-weight:600;padding:4px 0}
 table.kv th{text-align:left;font-weight:500;color:#57606a;padding:3px 14px 3px 0;vertical-align:top;white-space:nowrap}

@@ -72,13 +72,16 @@ class TensorSource:
     def names(self) -> list[str]:
         return list(self._index) if self._state is None else list(self._state)
 
-    def shape(self, name: str) -> tuple[int, ...]:
+    def shapes(self) -> dict[str, tuple[int, ...]]:
         if self._state is not None:
-            return tuple(self._state[name].shape)
+            return {n: tuple(t.shape) for n, t in self._state.items()}
         from safetensors import safe_open
 
-        with safe_open(str(self._index[name]), framework="pt") as handle:
-            return tuple(handle.get_slice(name).get_shape())
+        out: dict[str, tuple[int, ...]] = {}
+        for f in dict.fromkeys(self._index.values()):
+            with safe_open(str(f), framework="pt") as handle:
+                out.update({n: tuple(handle.get_slice(n).get_shape()) for n in handle.keys()})
+        return out
 
     def get(self, name: str) -> np.ndarray:
         if self._state is not None:
@@ -93,9 +96,9 @@ class TensorSource:
             return handle.get_tensor(name).float().numpy()
 
 
-def default_matrix(source: TensorSource) -> str | None:
-    """The first per-layer 2-D matrix of a model (e.g. layer 0's q_proj): what a report shows by default."""
-    return next((n for n in source.names() if _DIGITS.search(n) and len(source.shape(n)) == 2), None)
+def default_matrix(shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """The first per-layer 2-D matrix (name -> shape), e.g. layer 0's query: what a report shows by default."""
+    return next((n for n, shape in shapes.items() if _DIGITS.search(n) and len(shape) == 2), None)
 
 
 @dataclass
@@ -120,8 +123,42 @@ def kept_mask(pretrained: np.ndarray, optimized: np.ndarray, name: str = "") -> 
     return np.asarray(pretrained != optimized)
 
 
-def load_masks(pretrained: str | Path, optimized: str | Path, matrix: str) -> KenMasks:
-    """Kept masks of the matrix family `matrix`, comparing two models (folders, .safetensors or registry names)."""
+SUBNETWORK_FORMAT = "kenprune-subnetwork"  # the `format` metadata of a `kenprune ken` subnetwork file
+
+
+def is_subnetwork(path: str | Path) -> bool:
+    """Whether `path` is a KEN subnetwork file (kept positions stored directly, no base model needed)."""
+    path = Path(path)
+    if not (path.is_file() and path.suffix == ".safetensors"):
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return (handle.metadata() or {}).get("format") == SUBNETWORK_FORMAT
+
+
+def subnetwork_masks(path: str | Path) -> dict[str, np.ndarray]:
+    """Kept masks straight from a subnetwork file's positions (read and verified by kenprune.ken)."""
+    try:
+        from ..ken.subnetwork import read_subnetwork
+    except ImportError:
+        raise KenpruneError("reading a subnetwork file needs kenprune's KEN module (kenprune.ken.subnetwork); "
+                            "give the optimized model folder and --pretrained instead") from None
+    return {name: mask.numpy() for name, mask in read_subnetwork(path).masks.items()}
+
+
+def family_masks(matrix: str, masks: dict[str, np.ndarray]) -> KenMasks:
+    """The masks of one matrix family picked out of a model's masks."""
+    return KenMasks(matrix, {n: masks[n] for n in matrix_family(matrix, masks)})
+
+
+def load_masks(pretrained: str | Path | None, optimized: str | Path, matrix: str) -> KenMasks:
+    """Kept masks of the matrix family `matrix`: from a subnetwork file's positions, or by comparing
+    the optimized model with the pre-trained one (folders, .safetensors files or registry names)."""
+    if is_subnetwork(optimized):
+        return family_masks(matrix, subnetwork_masks(optimized))
+    if pretrained is None:
+        raise KenpruneError("--pretrained is needed unless --optimized is a subnetwork file")
     opt = TensorSource(optimized)
     pre = TensorSource(pretrained)
     names = matrix_family(matrix, opt.names())
@@ -165,7 +202,10 @@ def kenviz_figures(masks: KenMasks, layer: int | str | None = None) -> dict[str,
     return {**family_figures(masks), **matrix_figures(masks, layer)}
 
 
-def ken_viz(pretrained: str | Path, optimized: str | Path, matrix: str,
+def ken_viz(pretrained: str | Path | None, optimized: str | Path, matrix: str,
             layer: int | str | None = None) -> dict[str, "figures.Figure"]:
-    """Notebook entry point: `figs = ken_viz("smollm2-135m", "ken-out/model", "q_proj"); figs["matrix"]`."""
+    """Notebook entry point: `figs = ken_viz("minilm-l6", "ken-out/subnetwork.safetensors", "query"); figs["matrix"]`.
+
+    `optimized` is a subnetwork file (then `pretrained` may be None) or an optimized model folder.
+    """
     return kenviz_figures(load_masks(pretrained, optimized, matrix), layer)

@@ -47,12 +47,10 @@ class Run:
     sparsity: float | None = None
     quality: tuple[str, float | None, float | None] | None = None  # (metric, before, after)
     subnetwork: Path | None = None  # KEN: the subnetwork file, for the mask views
+    optimized: Path | None = None  # KEN: the optimized model folder, if saved
     pretrained: str | None = None  # KEN: the base model the subnetwork applies to
     raw: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.path.name if self.path.is_dir() else self.path.stem
+    name: str = ""  # the run folder's name, or the result file's stem when a JSON file was given
 
     @property
     def series(self) -> str:
@@ -157,18 +155,24 @@ def _quality(data: dict, source: Path) -> tuple[str, float | None, float | None]
         if before is not None or after is not None:
             return (metric, None if before is None else _number(before, f"{metric} before", source),
                     None if after is None else _number(after, f"{metric} after", source))
+    metric = _pick(data, "eval.metric", default=None)
+    if isinstance(metric, str):  # {"eval": {"metric": "accuracy", "value": 0.9, ...}}: after only
+        return metric, None, _number(_require(data, source, "eval value", "eval.value"), "eval value", source)
     return None
 
 
 def _protocol(data: dict) -> dict[str, Any]:
     proto = _pick(data, "protocol", "evaluation", "eval.protocol", "perplexity.protocol", "accuracy.protocol",
-                  "perplexity.after.protocol", "before.protocol", default={})
+                  "after.protocol", "before.protocol", default={})
     proto = dict(proto) if isinstance(proto, dict) else {"protocol": proto}
     for metric in ("perplexity", "accuracy"):  # the commands may inline the protocol beside the numbers
         block = data.get(metric)
         if isinstance(block, dict):
             proto.update({k: v for k, v in block.items()
                           if not isinstance(v, (dict, float)) or k in ("seqlen", "max_windows")})
+    block = data.get("eval")
+    if isinstance(block, dict) and not proto:
+        proto.update({k: v for k, v in block.items() if k not in ("value", "correct", "total")})
     calib = _pick(data, "calibration", "calib", default=None)
     if calib is not None:
         proto["calibration"] = calib
@@ -180,17 +184,19 @@ def _common_summary(data: dict, source: Path, run: Run) -> None:
     s = run.summary
     if run.quality:
         metric, before, after = run.quality
-        s[f"{metric} before"] = format_number(before)
-        s[f"{metric} after"] = format_number(after)
+        for when, value in (("before", before), ("after", after)):
+            if value is not None:
+                s[f"{metric} {when}"] = format_number(value)
         if before and after is not None:
             s[f"{metric} change"] = f"{(after - before) / before:+.1%}"
-    sizes = _pick(data, "sizes", "file_bytes", "bytes", "size_bytes", default=None)
+    sizes = _pick(data, "sizes", "files", "file_bytes", "bytes", "size_bytes", default=None)
     if isinstance(sizes, dict):
-        for fmt, n in sizes.items():
-            if isinstance(n, (int, float)):
-                s[f"size ({fmt})"] = _bytes_text(n)
-            elif isinstance(n, dict) and isinstance(_pick(n, "bytes", default=None), (int, float)):
-                s[f"size ({fmt})"] = _bytes_text(n["bytes"])
+        for key, n in sizes.items():
+            if isinstance(n, bool) or not isinstance(n, (int, float)):
+                continue
+            label = key.removesuffix("_bytes").replace("_", " ")
+            is_ratio = any(word in key for word in ("ratio", "_vs_", "fraction"))
+            s[label if is_ratio else f"size: {label}"] = f"{n:.3f}" if is_ratio else _bytes_text(n)
     elif isinstance(sizes, (int, float)):
         s["size on disk"] = _bytes_text(sizes)
     seconds = _pick(data, "seconds", "time_s", "timings", "total_seconds", default=None)
@@ -204,8 +210,9 @@ def _common_summary(data: dict, source: Path, run: Run) -> None:
         s["versions"] = ", ".join(f"{k} {v}" for k, v in versions.items())
 
 
-def _base(data: dict, source: Path, path: Path, kind: str, default_method: str | None = None) -> Run:
-    model = _pick(data, "model", "base_model.name", "model_name", "pretrained", "base", default=None)
+def _base(data: dict, source: Path, path: Path, kind: str, default_method: str | None = None,
+          model_paths: tuple[str, ...] = ("model", "base_model", "model_name", "pretrained", "base")) -> Run:
+    model = _pick(data, *model_paths, default=None)
     if isinstance(model, dict):
         model = _pick(model, "name", "source", default=None)
     method = _pick(data, "method", "targets.method", default=default_method)
@@ -230,9 +237,9 @@ def read_prune(data: dict, source: Path, path: Path) -> Run:
     run = _base(data, source, path, "prune")
     sparsity = _pick(data, "sparsity.achieved", "achieved_sparsity", "actual_sparsity", "sparsity.actual",
                      "block_linears.sparsity", "sparsity_report.block_linears.sparsity", "sparsity.block_linears.sparsity",
-                     "sparsity.target", "target_sparsity", "targets.sparsity", "sparsity", default=None)
+                     "sparsity.target", "target_sparsity", "sparsity_target", "targets.sparsity", "sparsity", default=None)
     run.sparsity = None if sparsity is None else _number(sparsity, "sparsity", source)
-    target = _pick(data, "target_sparsity", "sparsity.target", "targets.sparsity", default=None)
+    target = _pick(data, "target_sparsity", "sparsity_target", "sparsity.target", "targets.sparsity", default=None)
     pattern = _pick(data, "pattern", "targets.pattern", "nm", default=None)
     run.summary["sparsity"] = format_number(run.sparsity, 3) + (f" (target {format_number(float(target), 3)})"
                                                         if isinstance(target, (int, float)) else "")
@@ -250,29 +257,32 @@ def read_prune(data: dict, source: Path, path: Path) -> Run:
     return run
 
 
-@RUN_KINDS.register("ken", "kenprune ken: a KEN subnetwork with per-tensor kept fractions")
+@RUN_KINDS.register("ken", "kenprune ken: a KEN subnetwork with per-tensor kept fractions (ken.json)")
 def read_ken(data: dict, source: Path, path: Path) -> Run:
-    run = _base(data, source, path, "ken", default_method="ken")
-    run.layers = _per_layer(data, source, "kept fraction", "tensors", "kept_fraction", "kept_fractions",
-                            "per_tensor", "kept")
+    run = _base(data, source, path, "ken", default_method="ken", model_paths=("model", "finetuned", "pretrained"))
+    run.layers = _per_layer(data, source, "kept fraction", "tensors", "kept_fractions", "per_tensor")
     if run.layers is None:
         _require(data, source, "per-tensor kept fractions", "tensors", "kept_fractions", "per_tensor")
-    kept = _pick(data, "kept_fraction_total", "total_kept_fraction", "overall_kept_fraction", default=None)
-    run.sparsity = 1 - float(kept) if isinstance(kept, (int, float)) else None
-    for key in ("k", "kernel", "tensors_selected", "parameters_kept", "parameters_total"):
+    kept = _pick(data, "totals.kept_fraction_of_selected", "kept_fraction_total", default=None)
+    if isinstance(kept, (int, float)):
+        run.sparsity = 1 - float(kept)
+        run.summary["kept fraction of selected tensors"] = format_number(float(kept), 3)
+    stored = _pick(data, "totals.stored_fraction", default=None)
+    if isinstance(stored, (int, float)):
+        run.summary["stored fraction of all parameters"] = format_number(float(stored), 3)
+    for key in ("k", "kernel", "value_dtype"):
         if isinstance(data.get(key), (int, float, str)):
             run.summary[key.replace("_", " ")] = str(data[key])
-    if kept is not None:
-        run.summary["kept fraction (all tensors)"] = format_number(float(kept), 3)
-    subnet = _pick(data, "subnetwork", "subnetwork_file", "file", "out", default=None)
-    if isinstance(subnet, dict):
-        subnet = _pick(subnet, "path", "file", default=None)
-    candidates = [Path(subnet)] if isinstance(subnet, str) else []
-    candidates += [path / Path(subnet).name] if isinstance(subnet, str) else []
-    candidates += sorted(path.glob("*.ken")) + sorted(path.glob("*subnetwork*.safetensors")) if path.is_dir() else []
-    run.subnetwork = next((c for c in candidates if c.is_file()), None)
-    pre = _pick(data, "pretrained", "base", "base_model", "pretrained_model", default=None)
-    run.pretrained = _pick(pre, "name", "source", default=None) if isinstance(pre, dict) else pre
+    subnet = _pick(data, "files.subnetwork", "subnetwork", default=None)
+    candidates = [Path(subnet), path / Path(subnet).name] if isinstance(subnet, str) else []
+    run.subnetwork = next((c for c in candidates + [path / "subnetwork.safetensors"] if c.is_file()), None)
+    model = _pick(data, "files.model", default=None)
+    candidates = [Path(model), path / Path(model).name] if isinstance(model, str) else []
+    run.optimized = next((c for c in candidates + [path / "model"] if c.is_dir()), None)
+    pre = _pick(data, "pretrained", "base", default=None)
+    run.pretrained = _pick(pre, "source", "name", default=None) if isinstance(pre, dict) else pre
+    if isinstance(pre, dict) and isinstance(pre.get("name"), str):
+        run.summary["pre-trained"] = pre["name"]
     run.quality = _quality(data, source)
     _common_summary(data, source, run)
     return run
@@ -351,6 +361,20 @@ def read_structured(data: dict, source: Path, path: Path) -> Run:
     return run
 
 
+@RUN_KINDS.register("eval", "kenprune eval: one perplexity or accuracy under a pinned protocol (a dense baseline)")
+def read_eval(data: dict, source: Path, path: Path) -> Run:
+    metric = _require(data, source, "metric", "metric")
+    value = _number(_require(data, source, str(metric), str(metric)), str(metric), source)
+    run = _base(data, source, path, "eval", default_method="dense (no pruning)")
+    run.summary[str(metric)] = format_number(value)
+    for key in ("correct", "total", "tokens_per_second"):
+        if isinstance(data.get(key), (int, float)):
+            run.summary[key.replace("_", " ")] = format_number(float(data[key]), 5)
+    _common_summary(data, source, run)
+    run.sparsity, run.quality = 0.0, (str(metric), value, value)  # the dense point on quality-vs-sparsity plots
+    return run
+
+
 # ----------------------------------------------------------------------------- entry point
 
 def _find_json(path: Path) -> Path:
@@ -374,8 +398,10 @@ def detect_kind(data: dict) -> str:
     explicit = _pick(data, "kind", "command", default=None)
     if isinstance(explicit, str) and explicit in RUN_KINDS:
         return explicit
+    if "metric" in data and "method" not in data:
+        return "eval"
     method = str(data.get("method", "")).lower()
-    if method == "ken" or "kept_fractions" in data:
+    if method == "ken" or "kept_fractions" in data or ("kernel" in data and "tensors" in data):
         return "ken"
     if method.startswith("structured") or "widths_after" in data:
         return "structured"
@@ -394,4 +420,6 @@ def read_run(path: str | Path) -> Run:
         raise RunFormatError(f"{source} is not valid JSON ({exc}); re-run the command that wrote it") from None
     if not isinstance(data, dict):
         raise RunFormatError(f"{source} should hold a JSON object, found {type(data).__name__}")
-    return RUN_KINDS.get(detect_kind(data))(data, source, path if path.is_dir() else path.parent)
+    run = RUN_KINDS.get(detect_kind(data))(data, source, path if path.is_dir() else path.parent)
+    run.name = path.name if path.is_dir() else path.stem
+    return run
