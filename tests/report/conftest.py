@@ -44,19 +44,25 @@ def prune_result(method: str = "wanda", sparsity: float = 0.5, ppl: float = 35.0
     }
 
 
-def search_result() -> dict:
-    """A `kenprune search` result comparing evolutionary and random search (per-generation history)."""
-    def history(start: float, rate: float) -> list[dict]:
-        return [{"generation": g + 1, "evaluations": 10 + 4 * g, "best": "abs(x)",
-                 "best_fitness": start - rate * np.log1p(g), "seconds": g} for g in range(12)]
+def _history(start: float, rate: float, generations: int = 12) -> list[dict]:
+    return [{"generation": g + 1, "evaluations": 10 + 4 * g, "best": "abs(x)",
+             "best_fitness": start - rate * np.log1p(g), "batch_best": start, "seconds": g}
+            for g in range(generations)]
 
-    return {"method": "dsa-search", "model": "smollm2-135m", "target": 0.6,
-            "strategies": {"evolution": {"strategy": "evolution", "best": "sqrt(abs(x))", "fitness": 40.1,
-                                         "history": history(60, 8)},
-                           "random": {"strategy": "random", "best": "abs(x)", "fitness": 47.9,
-                                      "history": history(60, 4)}},
-            "ratios": [0.5 + 0.02 * i for i in range(10)],
-            "protocol": {"data": "wiki:valid", "seqlen": 256, "max_windows": 4}}
+
+def search_result(strategy: str = "evolution", rate: float = 8.0) -> dict:
+    """A `kenprune search` search.json: the best function, block ratios, the per-generation history."""
+    history = _history(60.0, rate)
+    ratios = [0.5 + 0.02 * i for i in range(10)]
+    return {"model": "smollm2-135m", "method": "wanda", "target": 0.6, "lambda": 0.08,
+            "allocation": "dsa:sqrt(abs(x))", "function": "sqrt(abs(x))", "fitness": history[-1]["best_fitness"],
+            "fitness_protocol": {"model": "smollm2-135m", "method": "wanda", "proxy": "oneshot", "calib_samples": 16,
+                                 "calib_seqlen": 256, "data": "wiki:valid", "windows": 4, "seqlen": 256, "seed": 0},
+            "block_ratios": ratios,
+            "search": {"strategy": strategy, "population": 10, "children": 4, "budget": 54},
+            "result": {"best": "sqrt(abs(x))", "fitness": history[-1]["best_fitness"], "ratios": ratios,
+                       "strategy": strategy, "evaluations": 54, "generations": 12, "seconds": 11.0,
+                       "rejected": 3, "history": history, "top": [["sqrt(abs(x))", history[-1]["best_fitness"]]]}}
 
 
 def structured_result() -> dict:
@@ -118,7 +124,8 @@ def run_dirs(tmp_path: Path) -> dict[str, Path]:
     pre, _, masks = tiny_model_pair(tmp_path / "tiny-base", tmp_path / "ken-run" / "model")
     dirs = {
         "prune": _write(tmp_path / "sparsegpt-50", prune_result("sparsegpt"), "report.json"),
-        "search": _write(tmp_path / "search", search_result()),
+        "search": _write(tmp_path / "search-evolution", search_result(), "search.json"),
+        "random": _write(tmp_path / "search-random", search_result("random", 4.0), "search.json"),
         "structured": _write(tmp_path / "structured", structured_result()),
         "ken": _write(tmp_path / "ken-run", ken_result(masks, pre, tmp_path / "ken-run"), "ken.json"),
     }

@@ -25,10 +25,23 @@ def test_prune_run_summary_and_bar_heights_equal_the_json(run_dirs):
     assert run.protocol["seqlen"] == 512 and run.protocol["calibration"]["data"] == "wiki:calib"
 
 
-def test_other_kinds(run_dirs):
+def _write_json(folder: Path, data: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "search.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_other_kinds(run_dirs, tmp_path):
     search = read_run(run_dirs["search"])
-    assert search.kind == "search" and set(search.histories) == {"evolution", "random"}
-    assert search.histories["evolution"][0][:2] == [10.0, 14.0]
+    data = json.loads((run_dirs["search"] / "search.json").read_text())
+    assert search.kind == "search" and list(search.histories) == ["evolution"]
+    evals, best = search.histories["evolution"]
+    assert evals == [h["evaluations"] for h in data["result"]["history"]]
+    assert best == [h["best_fitness"] for h in data["result"]["history"]]
+    assert search.layers.values == data["block_ratios"] and search.protocol["proxy"] == "oneshot"
+    several = read_run(_write_json(tmp_path / "both", {"model": "m", "method": "wanda", "strategies": {
+        "evolution": {"history": data["result"]["history"]}, "random": {"history": data["result"]["history"][:3]}}}))
+    assert list(several.histories) == ["evolution", "random"] and len(several.histories["random"][0]) == 3
     structured = read_run(run_dirs["structured"])
     assert structured.kind == "structured" and structured.quality == ("perplexity", 29.6, 48.2)
     assert structured.layers.values[0] == 0 and structured.layers.values[1] == pytest.approx((3 / 9 + 256 / 1536) / 2)
@@ -85,3 +98,19 @@ def test_report_single_run_default_out_and_pngs(tmp_path, capsys, prune_json):
     html = (folder / "report.html").read_text()
     assert "kenprune report: magnitude on smollm2-135m" in html and "http://" not in html and "https://" not in html
     assert [p.name for p in (folder / "report-figures").iterdir()] == ["magnitude-50-layers.png"]
+
+
+def test_several_runs_quality_curves_and_search_comparison(run_dirs, tmp_path):
+    from kenprune.report.build import quality_points
+
+    runs = [read_run(d) for d in run_dirs.values()]
+    metric, dense, points = quality_points(runs)
+    assert metric == "perplexity" and dense == 29.6
+    assert sorted(points["magnitude"]) == [(0.4, 40.0), (0.5, 90.0), (0.6, 400.0)]
+    assert sorted(points["wanda"]) == [(0.4, 33.0), (0.5, 45.0), (0.6, 120.0)]
+    assert points["structured"] == [(0.2, 48.2)] and "ken" not in points  # KEN measured accuracy, not perplexity
+    out = write_report(list(run_dirs.values()), out=tmp_path / "all.html")
+    names = {p.name for p in (tmp_path / "all-figures").iterdir()}
+    assert {"comparison.png", "comparison-search.png"} <= names
+    html = out.read_text()
+    assert html.index("Comparison") < html.index("sparsegpt-50 (prune)")

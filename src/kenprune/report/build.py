@@ -120,8 +120,8 @@ def run_section(run: Run) -> Section:
     return section
 
 
-def comparison_section(runs: list[Run]) -> Section:
-    """Several runs: a table of them and quality vs sparsity, one line per method or allocation."""
+def quality_points(runs: list[Run]) -> tuple[str | None, float | None, dict[str, list[tuple[float, float]]]]:
+    """(metric, dense value, series -> [(sparsity, quality after)]) over the runs that measured the first metric seen."""
     points: dict[str, list[tuple[float, float]]] = {}
     metric, dense = None, None
     for run in runs:
@@ -131,17 +131,29 @@ def comparison_section(runs: list[Run]) -> Section:
         if run.quality[0] == metric:
             points.setdefault(run.series, []).append((run.sparsity, run.quality[2]))
             dense = dense if dense is not None else run.quality[1]
+    return metric, dense, points
+
+
+def comparison_section(runs: list[Run]) -> Section:
+    """Several runs: a table of them, search histories overlaid, quality vs sparsity per method or allocation."""
+    metric, dense, points = quality_points(runs)
     section = Section("Comparison")
     section.tables.append(("Runs", {
         run.name: f"{run.series}, sparsity {format_number(run.sparsity, 3)}, "
                   + (f"{run.quality[0]} {format_number(run.quality[2])}" if run.quality else "no quality measured")
         for run in runs}))
+    histories = {f"{label} ({run.name})": h for run in runs for label, h in run.histories.items()}
+    if len(histories) > 1:
+        fig = figures.fitness_curves(histories, ylabel="best fitness (lower is better)",
+                                     title="Search strategies: best fitness vs evaluations")
+        section.figures.append(FigureBlock("comparison-search", "Best fitness found so far against model "
+                                           "evaluations, one line per search run.", {"all": png_bytes(fig)}))
     if points:
         fig = figures.quality_curves(points, ylabel=metric, dense=dense, title=f"{metric.capitalize()} vs sparsity")
         section.figures.append(FigureBlock("comparison", f"{metric.capitalize()} after pruning against sparsity, "
                                            "one line per method (+ allocation); dashed: dense model.",
                                            {"all": png_bytes(fig)}))
-    else:
+    elif len(histories) <= 1:
         section.notes.append("No run reports both a sparsity and a quality after pruning: nothing to plot.")
     return section
 

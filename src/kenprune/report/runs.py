@@ -163,7 +163,7 @@ def _quality(data: dict, source: Path) -> tuple[str, float | None, float | None]
 
 def _protocol(data: dict) -> dict[str, Any]:
     proto = _pick(data, "protocol", "evaluation", "eval.protocol", "perplexity.protocol", "accuracy.protocol",
-                  "after.protocol", "before.protocol", default={})
+                  "after.protocol", "before.protocol", "fitness_protocol", default={})
     proto = dict(proto) if isinstance(proto, dict) else {"protocol": proto}
     for metric in ("perplexity", "accuracy"):  # the commands may inline the protocol beside the numbers
         block = data.get(metric)
@@ -310,8 +310,9 @@ def read_search(data: dict, source: Path, path: Path) -> Run:
         items = list(results.items())
     elif isinstance(results, list):
         items = [(str(_pick(r, "strategy", default=f"search {i}")), r) for i, r in enumerate(results)]
-    else:
-        items = [(str(_pick(data, "strategy", "search.strategy", default="search")), _pick(data, "search", default=data))]
+    else:  # one search: its result (with the history) may sit under "result"
+        result = _pick(data, "result", default=data)
+        items = [(str(_pick(data, "strategy", "result.strategy", "search.strategy", default="search")), result)]
     for label, result in items:
         run.histories[label] = _history(result, source, label)
         best_fn = _pick(result, "best", default=None) if isinstance(result, dict) else None
@@ -319,7 +320,9 @@ def read_search(data: dict, source: Path, path: Path) -> Run:
         row = format_number(run.histories[label][1][-1]) if fitness is None else format_number(float(fitness))
         run.summary[f"best fitness ({label})"] = row + (f": {best_fn}" if isinstance(best_fn, str) else "")
         run.summary[f"evaluations ({label})"] = format_number(run.histories[label][0][-1])
-    ratios = _pick(data, "ratios", "best_ratios", "allocation.ratios", default=None)
+    if isinstance(data.get("allocation"), str):
+        run.summary["allocation found"] = data["allocation"]
+    ratios = _pick(data, "block_ratios", "ratios", "best_ratios", "result.ratios", default=None)
     if isinstance(ratios, list) and ratios:
         run.layers = _per_layer({"r": ratios}, source, "sparsity", "r")
     target = _pick(data, "target", "target_sparsity", default=None)
@@ -405,7 +408,7 @@ def detect_kind(data: dict) -> str:
         return "ken"
     if method.startswith("structured") or "widths_after" in data:
         return "structured"
-    if any(k in data for k in ("history", "strategies", "searches")):
+    if any(k in data for k in ("history", "strategies", "searches")) or _pick(data, "result.history", default=None):
         return "search"
     return "prune"
 
