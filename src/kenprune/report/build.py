@@ -43,7 +43,9 @@ def layer_figure(run: Run) -> "figures.Figure":
     fig = figures.layer_bars([figures.layer_label(x) for x in layers.labels] if typed else layers.labels,
                              layers.values, ylabel=layers.quantity, reference=layers.target,
                              groups=groups if typed else None,
-                             title=f"{run.method} on {run.model}: {layers.quantity} per {what} ({len(layers.values)})")
+                             title=(f"best allocation for {run.method} on {run.model}: {layers.quantity} per block"
+                                    if run.kind == "search" else
+                                    f"{run.method} on {run.model}: {layers.quantity} per {what} ({len(layers.values)})"))
     if typed:
         fig.axes[0].set_xlabel("layer (colour: matrix type)")
     return fig
