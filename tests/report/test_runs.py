@@ -104,11 +104,13 @@ def test_several_runs_quality_curves_and_search_comparison(run_dirs, tmp_path):
     from kenprune.report.build import quality_points
 
     runs = [read_run(d) for d in run_dirs.values()]
-    metric, dense, points = quality_points(runs)
+    quality = quality_points(runs)
+    metric, dense, points = quality.metric, quality.dense, quality.points
     assert metric == "perplexity" and dense == 29.6
     assert sorted(points["magnitude"]) == [(0.4, 40.0), (0.5, 90.0), (0.6, 400.0)]
     assert sorted(points["wanda"]) == [(0.4, 33.0), (0.5, 45.0), (0.6, 120.0)]
-    assert points["structured"] == [(0.2, 48.2)] and "ken" not in points  # KEN measured accuracy, not perplexity
+    assert points["structured"] == [(0.2, 48.2)]
+    assert "ken" not in points and "measured accuracy on pang-lee:test" in quality.left_out["ken-run"]
     out = write_report(list(run_dirs.values()), out=tmp_path / "all.html")
     names = {p.name for p in (tmp_path / "all-figures").iterdir()}
     assert {"comparison.png", "comparison-search.png"} <= names

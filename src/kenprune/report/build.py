@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from .html import FigureBlock, Section, png_bytes, render_html
 from .runs import Run, format_number, read_run
 
 REPORT_NAME = "report.html"
-MAX_LAYER_VARIANTS = 32  # per-layer image variants embedded for a KEN matrix (evenly spaced beyond this)
+REPORT_LAYER_VARIANTS = 12  # layers a run report embeds per KEN matrix view (evenly spaced); `viz` embeds all
 
 
 def _slug(text: str) -> str:
@@ -60,7 +61,8 @@ def _ken_mask_figures(run: Run) -> tuple[list[FigureBlock], list[str]]:
         matrix = default_matrix({n: m.shape for n, m in masks.items()})
         if matrix is None:
             return [], ["The subnetwork holds no per-layer matrix to draw."]
-        return kenviz_blocks(family_masks(matrix, masks), _slug(run.name), fractions=False), []
+        return kenviz_blocks(family_masks(matrix, masks), _slug(run.name), fractions=False,
+                             max_variants=REPORT_LAYER_VARIANTS), []
     optimized = run.optimized
     if optimized is None or not run.pretrained:
         return [], ["The mask views need the subnetwork file (or the optimized model and its pre-trained base): "
@@ -68,10 +70,11 @@ def _ken_mask_figures(run: Run) -> tuple[list[FigureBlock], list[str]]:
     matrix = default_matrix(TensorSource(optimized).shapes())
     if matrix is None:
         return [], ["No 2-D per-layer matrix found in the optimized model for the mask views."]
-    return kenviz_blocks(load_masks(run.pretrained, optimized, matrix), _slug(run.name), fractions=False), []
+    return kenviz_blocks(load_masks(run.pretrained, optimized, matrix), _slug(run.name), fractions=False,
+                             max_variants=REPORT_LAYER_VARIANTS), []
 
 
-def kenviz_blocks(masks, key: str, fractions: bool = True) -> list[FigureBlock]:
+def kenviz_blocks(masks, key: str, fractions: bool = True, max_variants: int | None = None) -> list[FigureBlock]:
     """The KEN_viz figures as page blocks; the single-matrix views get one variant per layer.
 
     `fractions=False` leaves out the kept-fraction bars (a run report already shows every tensor's).
@@ -82,7 +85,7 @@ def kenviz_blocks(masks, key: str, fractions: bool = True) -> list[FigureBlock]:
     labels = masks.labels()
     overview = {k: png_bytes(f) for k, f in family_figures(masks).items()}
     matrix, neighbours = {}, {}
-    for name in names[:: max(1, -(-len(names) // MAX_LAYER_VARIANTS))]:
+    for name in names[:: max(1, -(-len(names) // (max_variants or len(names))))]:
         views = matrix_figures(masks, name)
         matrix[f"{labels[name]}: {name}"] = png_bytes(views["matrix"])
         neighbours[f"{labels[name]}: {name}"] = png_bytes(views["neighbours"])
@@ -122,23 +125,45 @@ def run_section(run: Run) -> Section:
     return section
 
 
-def quality_points(runs: list[Run]) -> tuple[str | None, float | None, dict[str, list[tuple[float, float]]]]:
-    """(metric, dense value, series -> [(sparsity, quality after)]) over the runs that measured the first metric seen."""
-    points: dict[str, list[tuple[float, float]]] = {}
-    metric, dense = None, None
+@dataclass
+class QualityPoints:
+    """What a quality-vs-sparsity plot shows: runs measured under one metric and one protocol."""
+    metric: str | None = None
+    protocol: tuple = ()
+    dense: float | None = None
+    points: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)  # run name -> why it is not on the plot
+
+
+def protocol_key(run: Run) -> tuple:
+    """What must match for two quality numbers to be comparable: metric, data split, seqlen, windows."""
+    p = run.protocol
+    return (run.quality[0] if run.quality else None, p.get("data"), p.get("seqlen"),
+            p.get("windows", p.get("max_windows")))
+
+
+def quality_points(runs: list[Run]) -> QualityPoints:
+    """(sparsity, quality after) per series, over the runs sharing the first run's metric and protocol."""
+    out = QualityPoints()
     for run in runs:
         if run.sparsity is None or run.quality is None or run.quality[2] is None:
             continue
-        metric = metric or run.quality[0]
-        if run.quality[0] == metric:
-            points.setdefault(run.series, []).append((run.sparsity, run.quality[2]))
-            dense = dense if dense is not None else run.quality[1]
-    return metric, dense, points
+        key = protocol_key(run)
+        out.metric, out.protocol = out.metric or key[0], out.protocol or key
+        if key != out.protocol:
+            out.left_out[run.name] = (f"measured {key[0]} on {key[1]}, seqlen {key[2]}, {key[3]} windows; "
+                                      f"the plot's protocol is {out.protocol[0]} on {out.protocol[1]}, "
+                                      f"seqlen {out.protocol[2]}, {out.protocol[3]} windows")
+            continue
+        out.points.setdefault(run.series, []).append((run.sparsity, run.quality[2]))
+        out.dense = out.dense if out.dense is not None else run.quality[1]
+    return out
 
 
 def comparison_section(runs: list[Run]) -> Section:
     """Several runs: a table of them, search histories overlaid, quality vs sparsity per method or allocation."""
-    metric, dense, points = quality_points(runs)
+    quality = quality_points(runs)
+    metric, dense, points = quality.metric, quality.dense, quality.points
     section = Section("Comparison")
     section.tables.append(("Runs", {
         run.name: f"{run.series}, sparsity {format_number(run.sparsity, 3)}, "
@@ -155,7 +180,10 @@ def comparison_section(runs: list[Run]) -> Section:
         section.figures.append(FigureBlock("comparison", f"{metric.capitalize()} after pruning against sparsity, "
                                            "one line per method (+ allocation); dashed: dense model.",
                                            {"all": png_bytes(fig)}))
-    elif len(histories) <= 1:
+    if quality.left_out:
+        section.notes.append("Left out of the quality plot (not comparable): " + "; ".join(
+            f"{name}: {why}" for name, why in quality.left_out.items()))
+    if not points and len(histories) <= 1:
         section.notes.append("No run reports both a sparsity and a quality after pruning: nothing to plot.")
     return section
 

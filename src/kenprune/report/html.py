@@ -96,7 +96,7 @@ table.kv caption{text-align:left;font-weight:600;padding:4px 0}
 table.kv th{text-align:left;font-weight:500;color:#57606a;padding:3px 14px 3px 0;vertical-align:top;white-space:nowrap}
 table.kv td{padding:3px 0;vertical-align:top;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
 table.kv tr+tr{border-top:1px solid #eef0f2}
-figure{margin:14px 0;text-align:center}figure img{max-width:100%;cursor:zoom-in;border:1px solid #eef0f2}
+figure{margin:14px 0;text-align:center}figure img{max-width:100%;box-sizing:border-box;cursor:zoom-in;border:1px solid #eef0f2}
 figure img.zoom{max-width:none;cursor:zoom-out}figure{overflow-x:auto}
 figcaption{font-size:12.5px;color:#57606a;margin-top:4px}
 .pick{display:block;text-align:left;font-size:13px;margin-bottom:6px}
