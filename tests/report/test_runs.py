@@ -45,6 +45,11 @@ def test_other_kinds(run_dirs, tmp_path):
     structured = read_run(run_dirs["structured"])
     assert structured.kind == "structured" and structured.quality == ("perplexity", 29.6, 48.2)
     assert structured.layers.values[0] == 0 and structured.layers.values[1] == pytest.approx((3 / 9 + 256 / 1536) / 2)
+    recovered = read_run(_write_json(tmp_path / "lora", {
+        "method": "lora-recovery", "model": "pruned-folder", "training": {"steps": 50, "loss_first": 3.2},
+        "perplexity": {"data": "wiki:test", "seqlen": 512, "max_windows": 8, "before": 48.2, "after": 39.0}}))
+    assert recovered.kind == "recover" and recovered.quality == ("perplexity", 48.2, 39.0)
+    assert recovered.summary["training steps"] == "50"
     ken = read_run(run_dirs["ken"])
     assert ken.kind == "ken" and ken.model == "tiny-ft" and len(ken.layers.values) == 8
     assert ken.quality == ("accuracy", None, 0.83) and ken.optimized == run_dirs["ken"] / "model"
@@ -68,6 +73,8 @@ def test_per_layer_spellings(tmp_path):
     (json.dumps({"method": "wanda", "model": "m", "sparsity": 0.5}), "has no per-layer sparsity"),
     (json.dumps({"method": "wanda", "model": "m", "layers": {"a": "half"}}), "should be a number"),
     (json.dumps({"method": "dsa-search", "model": "m", "history": []}), "no per-generation history"),
+    (json.dumps({"method": "structured", "model": "m", "widths_before": [{"heads": "9"}],
+                 "widths_after": [{"heads": 6}]}), "not a well-formed structured result"),
 ])
 def test_malformed_run_folder_clear_error_and_nothing_written(tmp_path, run_dirs, content, message):
     bad = tmp_path / "bad"

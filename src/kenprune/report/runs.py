@@ -364,6 +364,20 @@ def read_structured(data: dict, source: Path, path: Path) -> Run:
     return run
 
 
+@RUN_KINDS.register("recover", "kenprune recover: LoRA fine-tuning of a pruned model, quality before and after")
+def read_recover(data: dict, source: Path, path: Path) -> Run:
+    run = _base(data, source, path, "recover", default_method="lora-recovery")
+    run.quality = _quality(data, source)
+    if run.quality is None:
+        _require(data, source, "perplexity or accuracy before/after", "perplexity.before", "perplexity.after")
+    for key in ("steps", "lr", "rank", "trainable_parameters", "loss_first", "loss_last"):
+        value = _pick(data, f"training.{key}", default=None)
+        if isinstance(value, (int, float)):
+            run.summary[f"training {key.replace('_', ' ')}"] = format_number(float(value))
+    _common_summary(data, source, run)
+    return run
+
+
 @RUN_KINDS.register("eval", "kenprune eval: one perplexity or accuracy under a pinned protocol (a dense baseline)")
 def read_eval(data: dict, source: Path, path: Path) -> Run:
     metric = _require(data, source, "metric", "metric")
@@ -406,6 +420,8 @@ def detect_kind(data: dict) -> str:
     method = str(data.get("method", "")).lower()
     if method == "ken" or "kept_fractions" in data or ("kernel" in data and "tensors" in data):
         return "ken"
+    if "recover" in method or "training" in data:
+        return "recover"
     if method.startswith("structured") or "widths_after" in data:
         return "structured"
     if any(k in data for k in ("history", "strategies", "searches")) or _pick(data, "result.history", default=None):
@@ -423,6 +439,11 @@ def read_run(path: str | Path) -> Run:
         raise RunFormatError(f"{source} is not valid JSON ({exc}); re-run the command that wrote it") from None
     if not isinstance(data, dict):
         raise RunFormatError(f"{source} should hold a JSON object, found {type(data).__name__}")
-    run = RUN_KINDS.get(detect_kind(data))(data, source, path if path.is_dir() else path.parent)
+    kind = detect_kind(data)
+    try:
+        run = RUN_KINDS.get(kind)(data, source, path if path.is_dir() else path.parent)
+    except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:  # shapes no adapter expects
+        raise RunFormatError(f"{source} is not a well-formed {kind} result ({type(exc).__name__}: {exc}); "
+                             f"re-run the command that wrote it") from None
     run.name = path.name if path.is_dir() else path.stem
     return run
