@@ -21,6 +21,9 @@ _EXPORTS = {
     "accuracy": "kenprune.evaluate:accuracy",
     "evaluate_model": "kenprune.api:evaluate_model",
     "KenpruneError": "kenprune.errors:KenpruneError",
+    "write_report": "kenprune.report.build:write_report",
+    "write_viz": "kenprune.report.build:write_viz",
+    "ken_viz": "kenprune.report.kenviz:ken_viz",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -11,6 +11,8 @@ COMMAND_MODULES = (
     "listing",
     "eval",
     "demo",
+    "report",
+    "viz",
 )
 
 

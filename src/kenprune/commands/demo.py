@@ -23,5 +23,14 @@ def run(args: argparse.Namespace) -> int:
     proto = result["protocol"]
     print(f"perplexity {result['perplexity']:.3f} over {proto['predicted_tokens']} predicted tokens "
           f"({proto['windows']} x {proto['seqlen']}), {result['tokens_per_second']:.0f} tokens/s")
+    runs = [out / "eval-dense.json"]  # every step adds its run folder here; the report shows them all
+    print("\n== 2. report ==")
+    try:
+        from ..report import write_report
+    except ImportError:
+        print("the HTML report needs matplotlib: pip install 'kenprune[report]'")
+    else:
+        report = write_report(runs, out / "report.html")
+        print(f"open {report.resolve().as_uri()} in a browser (self-contained: works offline)")
     print(f"\nresults in {out.resolve()}")
     return 0

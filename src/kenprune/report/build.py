@@ -1,0 +1,253 @@
+"""`kenprune report` and `kenprune viz`: read runs, draw figures, write one self-contained HTML page plus PNGs."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import KenpruneError
+from ..fileio import atomic_dir, atomic_file
+from . import figures
+from .html import FigureBlock, Section, png_bytes, render_html
+from .runs import Run, format_number, read_run
+
+REPORT_NAME = "report.html"
+REPORT_LAYER_VARIANTS = 12  # layers a run report embeds per KEN matrix view (evenly spaced); `viz` embeds all
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "run"
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def layer_figure(run: Run) -> "figures.Figure":
+    """Per-layer bars; with several matrix types per layer, bars are coloured by type and labelled by layer."""
+    layers = run.layers
+    groups = [figures.short_type(figures.matrix_type(label)) for label in layers.labels]
+    if run.kind == "ken" and len(set(groups)) > 1:
+        return figures.kept_fraction_grid(dict(zip(layers.labels, layers.values)),
+                                          title=f"KEN on {run.model}: kept fraction per tensor ({len(groups)})")
+    typed = 1 < len(set(groups)) <= 12
+    what = "tensor" if run.kind == "ken" else "layer"
+    fig = figures.layer_bars([figures.layer_label(x) for x in layers.labels] if typed else layers.labels,
+                             layers.values, ylabel=layers.quantity, reference=layers.target,
+                             groups=groups if typed else None,
+                             title=(f"best allocation for {run.method} on {run.model}: {layers.quantity} per block"
+                                    if run.kind == "search" else
+                                    f"{run.method} on {run.model}: {layers.quantity} per {what} ({len(layers.values)})"))
+    if typed:
+        fig.axes[0].set_xlabel("layer (colour: matrix type)")
+    return fig
+
+
+def _ken_mask_figures(run: Run) -> tuple[list[FigureBlock], list[str]]:
+    """KEN_viz views for a KEN run: from its subnetwork file, else from its optimized model vs its base."""
+    from .kenviz import TensorSource, default_matrix, family_masks, load_masks, subnetwork_masks
+
+    if run.subnetwork is not None:
+        masks = subnetwork_masks(run.subnetwork)
+        matrix = default_matrix({n: m.shape for n, m in masks.items()})
+        if matrix is None:
+            return [], ["The subnetwork holds no per-layer matrix to draw."]
+        return kenviz_blocks(family_masks(matrix, masks), _slug(run.name), fractions=False,
+                             max_variants=REPORT_LAYER_VARIANTS), []
+    optimized = run.optimized
+    if optimized is None or not run.pretrained:
+        return [], ["The mask views need the subnetwork file (or the optimized model and its pre-trained base): "
+                    "run `kenprune viz --optimized RUN/subnetwork.safetensors --matrix NAME`."]
+    matrix = default_matrix(TensorSource(optimized).shapes())
+    if matrix is None:
+        return [], ["No 2-D per-layer matrix found in the optimized model for the mask views."]
+    return kenviz_blocks(load_masks(run.pretrained, optimized, matrix), _slug(run.name), fractions=False,
+                             max_variants=REPORT_LAYER_VARIANTS), []
+
+
+def kenviz_blocks(masks, key: str, fractions: bool = True, max_variants: int | None = None) -> list[FigureBlock]:
+    """The KEN_viz figures as page blocks; the single-matrix views get one variant per layer.
+
+    `fractions=False` leaves out the kept-fraction bars (a run report already shows every tensor's).
+    """
+    from .kenviz import family_figures, matrix_figures
+
+    names = list(masks.masks)
+    labels = masks.labels()
+    overview = {k: png_bytes(f) for k, f in family_figures(masks).items()}
+    matrix, neighbours = {}, {}
+    for name in names[:: max(1, -(-len(names) // (max_variants or len(names))))]:
+        views = matrix_figures(masks, name)
+        matrix[f"{labels[name]}: {name}"] = png_bytes(views["matrix"])
+        neighbours[f"{labels[name]}: {name}"] = png_bytes(views["neighbours"])
+    family = figures.short_type(figures.matrix_type(names[0]))
+    kept = [FigureBlock(f"{key}-kept", f"Kept fraction of {family} in each layer.",
+                        {"all": overview["kept_fraction"]})] if fractions else []
+    return kept + [
+        FigureBlock(f"{key}-matrix", "One matrix's kept entries (pick the layer).", matrix),
+        FigureBlock(f"{key}-neighbours", "Kept entries coloured by how many of their 4 neighbours "
+                    "(up, down, left, right) are kept: clusters show as dark.", neighbours),
+        FigureBlock(f"{key}-all", f"{family} in every layer side by side.", {"all": overview["layers"]}),
+    ]
+
+
+def run_section(run: Run) -> Section:
+    section = Section(f"{run.name} ({run.kind})")
+    section.tables.append(("Summary", run.summary))
+    if run.protocol:
+        section.tables.append(("Evaluation protocol", _flatten(run.protocol)))
+    if run.layers is not None:
+        what = "tensor" if run.kind == "ken" else "layer"
+        section.figures.append(FigureBlock(f"{_slug(run.name)}-layers", f"{run.layers.quantity.capitalize()} per "
+                                           f"{what}, from {run.source.name}.", {"all": png_bytes(layer_figure(run))}))
+    if run.histories:
+        fig = figures.fitness_curves(run.histories, ylabel="best fitness (lower is better)")
+        section.figures.append(FigureBlock(f"{_slug(run.name)}-search",
+                                           "Best fitness found so far against model evaluations, per strategy.",
+                                           {"all": png_bytes(fig)}))
+    if run.kind == "ken":
+        blocks, notes = _ken_mask_figures(run)
+        section.figures += blocks
+        section.notes += notes
+    provenance = {k: run.raw[k] for k in ("argv", "machine", "versions") if k in run.raw}
+    if provenance:
+        section.details.append(("Provenance (command line, machine, versions)", _flatten(provenance)))
+    section.details.append(("Source", {"run folder": str(run.path.resolve()), "result file": run.source.name}))
+    return section
+
+
+@dataclass
+class QualityPoints:
+    """What a quality-vs-sparsity plot shows: runs measured under one metric and one protocol."""
+    metric: str | None = None
+    protocol: tuple = ()
+    dense: float | None = None
+    points: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)  # run name -> why it is not on the plot
+
+
+def protocol_key(run: Run) -> tuple:
+    """What must match for two quality numbers to be comparable: metric, data split, seqlen, windows."""
+    p = run.protocol
+    return (run.quality[0] if run.quality else None, p.get("data"), p.get("seqlen"),
+            p.get("windows", p.get("max_windows")))
+
+
+def quality_points(runs: list[Run]) -> QualityPoints:
+    """(sparsity, quality after) per series, over the runs sharing the first run's metric and protocol."""
+    out = QualityPoints()
+    for run in runs:
+        if run.sparsity is None or run.quality is None or run.quality[2] is None:
+            continue
+        key = protocol_key(run)
+        out.metric, out.protocol = out.metric or key[0], out.protocol or key
+        if key != out.protocol:
+            out.left_out[run.name] = (f"measured {key[0]} on {key[1]}, seqlen {key[2]}, {key[3]} windows; "
+                                      f"the plot's protocol is {out.protocol[0]} on {out.protocol[1]}, "
+                                      f"seqlen {out.protocol[2]}, {out.protocol[3]} windows")
+            continue
+        out.points.setdefault(run.series, []).append((run.sparsity, run.quality[2]))
+        out.dense = out.dense if out.dense is not None else run.quality[1]
+    return out
+
+
+def comparison_section(runs: list[Run]) -> Section:
+    """Several runs: a table of them, search histories overlaid, quality vs sparsity per method or allocation."""
+    quality = quality_points(runs)
+    metric, dense, points = quality.metric, quality.dense, quality.points
+    section = Section("Comparison")
+    section.tables.append(("Runs", {
+        run.name: f"{run.series}, sparsity {format_number(run.sparsity, 3)}, "
+                  + (f"{run.quality[0]} {format_number(run.quality[2])}" if run.quality else "no quality measured")
+        for run in runs}))
+    histories = {f"{label} ({run.name})": h for run in runs for label, h in run.histories.items()}
+    if len(histories) > 1:
+        fig = figures.fitness_curves(histories, ylabel="best fitness (lower is better)",
+                                     title="Search strategies: best fitness vs evaluations")
+        section.figures.append(FigureBlock("comparison-search", "Best fitness found so far against model "
+                                           "evaluations, one line per search run.", {"all": png_bytes(fig)}))
+    if points:
+        fig = figures.quality_curves(points, ylabel=metric, dense=dense, title=f"{metric.capitalize()} vs sparsity")
+        section.figures.append(FigureBlock("comparison", f"{metric.capitalize()} after pruning against sparsity, "
+                                           "one line per method (+ allocation); dashed: dense model.",
+                                           {"all": png_bytes(fig)}))
+    if quality.left_out:
+        section.notes.append("Left out of the quality plot (not comparable): " + "; ".join(
+            f"{name}: {why}" for name, why in quality.left_out.items()))
+    if not points and len(histories) <= 1:
+        section.notes.append("No run reports both a sparsity and a quality after pruning: nothing to plot.")
+    return section
+
+
+def default_out(run_dirs: list[Path]) -> Path:
+    """One run: RUN_DIR/report.html; several: kenprune-report.html in their common parent folder."""
+    if len(run_dirs) == 1:
+        return (run_dirs[0] if run_dirs[0].is_dir() else run_dirs[0].parent) / REPORT_NAME
+    return Path(os.path.commonpath([str(p.resolve().parent) for p in run_dirs])) / "kenprune-report.html"
+
+
+def write_report(run_dirs: list[str | Path] | str | Path, out: str | Path | None = None) -> Path:
+    """Write one self-contained HTML report for the run folders (+ its PNGs beside it); returns the HTML path.
+
+    Every run is read and every figure drawn before anything is written, so a bad run folder writes nothing.
+    """
+    dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
+    if not dirs:
+        raise KenpruneError("give at least one run folder to report on")
+    out = Path(out) if out else default_out(dirs)
+    _check_out(out)
+    runs = [read_run(d) for d in dirs]
+    sections = [run_section(r) for r in runs]
+    if len(runs) > 1:
+        sections.insert(0, comparison_section(runs))
+    models = sorted({r.model for r in runs})
+    title = (f"kenprune report: {runs[0].method} on {runs[0].model}" if len(runs) == 1
+             else f"kenprune report: {len(runs)} runs on {', '.join(models)}")
+    return _write_page(out, title, ", ".join(r.name for r in runs), sections)
+
+
+def write_viz(pretrained: str | Path, optimized: str | Path, matrix: str, out: str | Path | None = None) -> Path:
+    """`kenprune viz`: the KEN_viz views of one matrix family as a self-contained HTML page (+ PNGs)."""
+    from .kenviz import load_masks
+
+    out = Path(out) if out else Path(f"kenviz-{_slug(matrix)}.html")
+    _check_out(out)
+    masks = load_masks(pretrained, optimized, matrix)
+    kept = sum(int(m.sum()) for m in masks.masks.values()) / sum(m.size for m in masks.masks.values())
+    section = Section(f"KEN_viz: {matrix}")
+    section.tables.append(("Models", {"pre-trained": str(pretrained), "optimized": str(optimized),
+                                      "matrices": len(masks.masks), "kept (these matrices)": f"{kept:.1%}"}))
+    section.notes.append("Kept = entries where the optimized model differs from the pre-trained one "
+                         "(the values KEN took from the fine-tuned model).")
+    section.figures += kenviz_blocks(masks, _slug(matrix))
+    return _write_page(out, f"KEN_viz: {matrix}", f"{optimized} vs {pretrained}", [section])
+
+
+def _check_out(out: Path) -> None:
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise KenpruneError(f"--out {out} should end in .html")
+
+
+def _write_page(out: Path, title: str, subtitle: str, sections: list[Section]) -> Path:
+    """Write the HTML page and a folder of its PNGs beside it, each atomically."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = render_html(title, f"{subtitle} - written {stamp}", sections,
+                       footer=f"kenprune {__version__}. Self-contained: opens offline; figures also saved as PNG "
+                              f"in {out.stem}-figures/.")
+    with atomic_dir(out.with_name(f"{out.stem}-figures")) as folder:
+        for section in sections:
+            for block in section.figures:
+                for i, png in enumerate(block.variants.values()):
+                    (folder / (block.key + (f"-{i}" if len(block.variants) > 1 else "") + ".png")).write_bytes(png)
+        with atomic_file(out) as tmp:
+            tmp.write_text(page, encoding="utf-8")
+    return out
