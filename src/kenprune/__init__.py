@@ -21,6 +21,9 @@ _EXPORTS = {
     "accuracy": "kenprune.evaluate:accuracy",
     "evaluate_model": "kenprune.api:evaluate_model",
     "KenpruneError": "kenprune.errors:KenpruneError",
+    "finetune": "kenprune.finetuning:finetune",
+    "ken_prune": "kenprune.ken.api:ken_prune",
+    "ken_apply": "kenprune.ken.api:ken_apply",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

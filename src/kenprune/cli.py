@@ -10,6 +10,8 @@ import sys
 COMMAND_MODULES = (
     "listing",
     "eval",
+    "finetune",
+    "ken",
 )
 
 
