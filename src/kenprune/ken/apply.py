@@ -6,6 +6,7 @@ runs over the rows of many tensors at once.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import math
@@ -127,8 +128,30 @@ MaskFn = Callable[[torch.Tensor, int], torch.Tensor]  # ([rows, n] fine-tuned va
 
 def select_masks(finetuned: dict[str, torch.Tensor], names: list[str], k: KSpec | int | float | str, *,
                  kernel: str = "gaussian", mask_fn: MaskFn | None = None, max_elements: int = 1 << 23,
-                 progress: bool = True) -> KenSelection:
-    """Kept masks for the named tensors; tensors with equal (row length, k) are batched together."""
+                 threads: int | None = 1, progress: bool = True) -> KenSelection:
+    """Kept masks for the named tensors; tensors with equal (row length, k) are batched together.
+
+    threads: torch threads during selection (default 1: its many small tensor ops lose more to thread
+    synchronisation than they gain, badly so on a shared machine; None keeps torch's setting).
+    """
+    with torch_threads(threads):
+        return _select_masks(finetuned, names, k, kernel, mask_fn, max_elements, progress)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Temporarily set torch's intra-op thread count."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _select_masks(finetuned: dict[str, torch.Tensor], names: list[str], k: KSpec | int | float | str,
+                  kernel: str, mask_fn: MaskFn | None, max_elements: int, progress: bool) -> KenSelection:
     spec = KSpec.parse(k)
     mask_fn = mask_fn or (lambda rows, kk: ken_rows(rows, kk, kernel))
     groups: dict[tuple[int, int], list[str]] = {}
