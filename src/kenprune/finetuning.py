@@ -13,7 +13,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -21,6 +21,9 @@ from tqdm.auto import tqdm
 from . import provenance
 from .errors import KenpruneError
 from .fileio import atomic_dir, write_json
+
+if TYPE_CHECKING:
+    from .assets.models import LoadedModel
 
 INITIAL_DIR = "initial"
 DEFAULT_LR = {"sequence-classification": 1e-4, "causal-lm": 3e-5}
@@ -47,11 +50,13 @@ def _batches_causal(tokens: torch.Tensor, batch_size: int, seqlen: int, gen: tor
         yield torch.stack([tokens[s:s + seqlen] for s in starts.tolist()])
 
 
-def finetune(model: str = "minilm-l6", data: str = "pang-lee", *, out: str | Path, steps: int | None = None,
+def finetune(model: "str | LoadedModel" = "minilm-l6", data: str = "pang-lee", *, out: str | Path,
+             steps: int | None = None,
              epochs: float = 4.0, lr: float | None = None, batch_size: int = 16, seqlen: int = 128,
              seed: int = 0, eval_windows: int | None = 8, progress: bool = True) -> dict[str, Any]:
     """Fine-tune `model` on CORPUS's calib split; save an HF folder (+ initial/ for classifiers) to `out`.
 
+    model: a registry name or folder, or an already loaded causal LM (trained in place).
     steps overrides epochs. Returns the record written to OUT/kenprune.json (metrics included).
     """
     from .assets.corpora import CORPORA, join_text, load_documents, parse_data_ref, tokenize_stream
@@ -71,12 +76,14 @@ def finetune(model: str = "minilm-l6", data: str = "pang-lee", *, out: str | Pat
     gen = torch.Generator().manual_seed(seed)
     docs = load_documents(train_ref)
     if labelled:
+        if not isinstance(model, str):
+            raise KenpruneError("a classifier fine-tune starts from a model name or folder (it adds the head)")
         labels = sorted({d.label for d in load_documents(f"{corpus}:all")})
         loaded = load_model(model, task=SEQUENCE_CLASSIFICATION, labels=labels)
         batches = _batches_classification(loaded, docs, labels, batch_size, seqlen, gen)
         per_epoch = math.ceil(len(docs) / batch_size)
     else:
-        loaded = load_model(model)
+        loaded = load_model(model) if isinstance(model, str) else model
         if loaded.task != CAUSAL_LM:
             raise KenpruneError(f"{data} is unlabelled text: fine-tuning on it needs a causal LM, not {loaded.task}; "
                                 f"use a labelled corpus (pang-lee, newsgroups-mini) for {model}")
@@ -111,7 +118,7 @@ def finetune(model: str = "minilm-l6", data: str = "pang-lee", *, out: str | Pat
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         seconds = time.perf_counter() - start
         loaded.model.eval()

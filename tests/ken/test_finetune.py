@@ -24,10 +24,12 @@ def test_classifier_record_and_initial(minilm_pair):
     assert not torch.equal(w0, tuned.model.state_dict()["classifier.weight"])  # it trained
 
 
-def test_causal_lm_adaptation(tmp_path):
+def test_causal_lm_adaptation(smollm2, tmp_path):
+    import copy
+
     from kenprune.finetuning import finetune
 
-    record = finetune("smollm2-135m", "lee", out=tmp_path / "lm", steps=1, batch_size=1, seqlen=16,
+    record = finetune(copy.deepcopy(smollm2), "lee", out=tmp_path / "lm", steps=1, batch_size=1, seqlen=16,
                       eval_windows=1, progress=False)
     assert record["task"] == "causal-lm" and record["initial"] is None
     assert record["metrics"]["before"]["metric"] == "perplexity" and record["metrics"]["after"]["data"] == "lee:test"

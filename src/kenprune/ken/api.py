@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -20,8 +21,8 @@ from .. import __version__, provenance
 from ..errors import KenpruneError
 from ..fileio import atomic_dir, write_json
 from ..measure import StageTimer, path_bytes
-from .apply import (KSpec, check_compatible, differing, select_masks, select_tensors, tensor_table,
-                    unique_parameters)
+from .apply import (KenSelection, KSpec, MaskFn, check_compatible, differing, select_masks, select_tensors,
+                    tensor_table, unique_parameters)
 from .kernels import KERNELS
 from .subnetwork import VALUE_DTYPES, Subnetwork, read_subnetwork, write_subnetwork
 
@@ -87,29 +88,11 @@ def ken_prune(pretrained: str | None = None, finetuned: str | None = None, k: in
     timer = StageTimer()
     with timer.stage("load"):
         pre, ft = load_pair(pretrained, finetuned)
-        pre_params, aliases = unique_parameters(pre.model)
-        ft_params, _ = unique_parameters(ft.model)
-        check_compatible(pre_params, ft_params)
-    names = select_tensors(list(ft_params), tensors, include, exclude)
-    if not names:
-        raise KenpruneError("the tensor selection matches no tensor; check --tensors/--include/--exclude")
-    with timer.stage("select"):
-        selection = select_masks(ft_params, names, spec, kernel=kernel, progress=progress)
-    with timer.stage("build"):
-        copied = differing(pre_params, ft_params, [n for n in ft_params if n not in selection.masks])
-        dtype = VALUE_DTYPES[value_dtype]
-        sub = Subnetwork(
-            masks=selection.masks,
-            values={n: ft_params[n].detach()[m].to(dtype) for n, m in selection.masks.items()},
-            full={n: ft_params[n].detach().to(dtype) for n in copied}, rows=selection.rows)
-        optimized = copy.deepcopy(pre.model)
-        sub.apply_to(unique_parameters(optimized)[0])
-        sub.meta = {
-            "kenprune_version": __version__, "base": pre.identity(), "finetuned": ft.identity(),
-            "optimized_sha256": provenance.model_sha256(optimized), "k": {"value": spec.value, "fraction": spec.fraction},
-            "kernel": kernel, "selection": {"tensors": tensors, "include": list(include), "exclude": list(exclude)},
-            "aliases": aliases, "copied": copied,
-        }
+    with timer.stage("ken"):
+        run = ken_models(pre, ft, spec, kernel=kernel, tensors=tensors, include=include, exclude=exclude,
+                         value_dtype=value_dtype, progress=progress)
+    optimized, sub, selection = run.optimized, run.subnetwork, run.selection
+    ft_params, names, copied = run.finetuned_params, list(selection.masks), sub.meta["copied"]
     result: dict[str, Any] = {"k": str(spec), "kernel": kernel}
     out = Path(out)
     with atomic_dir(out) as tmp:
@@ -148,6 +131,48 @@ def ken_prune(pretrained: str | None = None, finetuned: str | None = None, k: in
                         spec, len(selection.clipped), selection.clipped[0])
         write_json(tmp / SUMMARY_FILE, result)
     return result
+
+
+@dataclass
+class KenRun:
+    optimized: torch.nn.Module
+    subnetwork: Subnetwork
+    selection: KenSelection
+    finetuned_params: dict[str, torch.Tensor]
+
+
+def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "gaussian", tensors: str = "all",
+               include: Iterable[str] = (), exclude: Iterable[str] = (), value_dtype: str = "fp32",
+               mask_fn: MaskFn | None = None, scores: dict[str, torch.Tensor] | None = None,
+               progress: bool = True) -> KenRun:
+    """KEN on two loaded models in memory (inputs untouched): the optimized model and its subnetwork.
+
+    mask_fn/scores replace KEN's selection (baselines): masks are chosen by `mask_fn` on the rows of
+    `scores` (default: the fine-tuned values) with the same kept count per row.
+    """
+    pre_params, aliases = unique_parameters(pre.model)
+    ft_params, _ = unique_parameters(ft.model)
+    check_compatible(pre_params, ft_params)
+    names = select_tensors(list(ft_params), tensors, include, exclude)
+    if not names:
+        raise KenpruneError("the tensor selection matches no tensor; check --tensors/--include/--exclude")
+    selection = select_masks(scores or ft_params, names, k, kernel=kernel, mask_fn=mask_fn, progress=progress)
+    copied = differing(pre_params, ft_params, [n for n in ft_params if n not in selection.masks])
+    dtype = VALUE_DTYPES[value_dtype]
+    sub = Subnetwork(masks=selection.masks,
+                     values={n: ft_params[n].detach()[m].to(dtype) for n, m in selection.masks.items()},
+                     full={n: ft_params[n].detach().to(dtype) for n in copied}, rows=selection.rows)
+    optimized = copy.deepcopy(pre.model)
+    sub.apply_to(unique_parameters(optimized)[0])
+    spec = KSpec.parse(k)
+    sub.meta = {
+        "kenprune_version": __version__, "base": pre.identity(), "finetuned": ft.identity(),
+        "optimized_sha256": provenance.model_sha256(optimized), "k": {"value": spec.value, "fraction": spec.fraction},
+        "kernel": kernel if mask_fn is None else "custom",
+        "selection": {"tensors": tensors, "include": list(include), "exclude": list(exclude)},
+        "aliases": aliases, "copied": copied,
+    }
+    return KenRun(optimized, sub, selection, ft_params)
 
 
 def evaluate_loaded(loaded, data: str, windows: int | None, seqlen: int, progress: bool) -> dict[str, Any]:
