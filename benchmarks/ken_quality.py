@@ -103,8 +103,8 @@ def verdict(rows: list[dict]) -> list[str]:
         good = [r for r in mine if r["method"] == "KEN" and r["stored_fraction"] <= 0.75 and
                 (r["quality"] <= tuned["quality"] if lower else r["quality"] >= tuned["quality"])]
         if good:
-            lines.append(f"{name}: claim HOLDS at k = {', '.join(f'{r['k']:.0%}' for r in good)} "
-                         f"(fine-tuned {tuned['quality']:.3f})")
+            ks = ", ".join(f"{r['k']:.0%} ({r['quality']:.3f})" for r in good)
+            lines.append(f"{name}: claim HOLDS at k = {ks} (fine-tuned {tuned['quality']:.3f})")
         else:
             best = min((r for r in mine if r["method"] == "KEN"), key=lambda r: r["quality"] if lower else -r["quality"])
             lines.append(f"{name}: claim does NOT hold: best KEN {best['quality']:.3f} at k = {best['k']:.0%} vs "

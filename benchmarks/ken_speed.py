@@ -1,12 +1,14 @@
 """KEN selection speed: the vectorised path against the row-by-row reference, and whole models.
 
-Baseline in the same run: tests/ken/reference.py (the official algorithm, one row at a time, numpy),
-timed on a subset of the same rows; the fast path must keep the very same indices there.
+Baselines in the same run, timed on a subset of the same rows: tests/ken/reference.py's row-by-row
+numpy implementation (the fast path must keep the very same indices there) and, when scikit-learn
+is installed, the official code path (sklearn KernelDensity per row, pool deletion, value membership).
 Goals: >= 100x the reference's rows/s; smollm2-135m at k=25% <= 60 s; minilm-l6 in seconds.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "ken"))
 
-from reference import ken_rows_reference  # noqa: E402
+from reference import ken_row_official, ken_rows_reference  # noqa: E402
 
 from kenprune import provenance  # noqa: E402
 from kenprune.assets.models import load_model  # noqa: E402
@@ -35,9 +37,16 @@ def row_case(name: str, rows: torch.Tensor, k: int, ref_rows: int) -> dict:
         fast_s = time.perf_counter() - start
     same = bool((fast[:ref_rows].numpy() == expected).all())
     ref_rate, fast_rate = ref_rows / ref_s, rows.shape[0] / fast_s
-    return {"case": name, "n": rows.shape[1], "k": k, "rows": rows.shape[0], "reference_rows": ref_rows,
-            "reference_rows_per_s": ref_rate, "fast_rows_per_s": fast_rate, "speedup": fast_rate / ref_rate,
-            "identical": same}
+    out = {"case": name, "n": rows.shape[1], "k": k, "rows": rows.shape[0], "reference_rows": ref_rows,
+           "reference_rows_per_s": ref_rate, "fast_rows_per_s": fast_rate, "speedup": fast_rate / ref_rate,
+           "identical": same, "official_rows_per_s": None, "speedup_vs_official": None}
+    if importlib.util.find_spec("sklearn") is not None:  # the official code path (scikit-learn KDE)
+        start = time.perf_counter()
+        for row in rows[:ref_rows].double().numpy():
+            ken_row_official(row, k)
+        out["official_rows_per_s"] = ref_rows / (time.perf_counter() - start)
+        out["speedup_vs_official"] = fast_rate / out["official_rows_per_s"]
+    return out
 
 
 def model_case(name: str, k: float) -> dict:
@@ -71,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row_case(name, tensor[:fast_rows], k, ref_rows))
         r = rows[-1]
         print(f"{r['case']:<42} n={r['n']:<5} k={r['k']:<4} reference {r['reference_rows_per_s']:8.1f} rows/s  "
-              f"fast {r['fast_rows_per_s']:9.1f} rows/s  speedup {r['speedup']:7.1f}x  identical={r['identical']}")
+              f"fast {r['fast_rows_per_s']:9.1f} rows/s  speedup {r['speedup']:7.1f}x  identical={r['identical']}"
+              + (f"  | official (sklearn) {r['official_rows_per_s']:7.1f} rows/s: {r['speedup_vs_official']:.0f}x"
+                 if r["official_rows_per_s"] else ""))
     models = [model_case("minilm-l6", 0.25)]
     if not args.quick:
         models.append(model_case("smollm2-135m", 0.25))

@@ -52,3 +52,25 @@ def ken_row_reference(row, k: int, kernel: str = "gaussian") -> np.ndarray:
 def ken_rows_reference(rows, k: int, kernel: str = "gaussian") -> np.ndarray:
     rows = np.asarray(rows)
     return np.stack([ken_row_reference(r, k, kernel) for r in rows.reshape(rows.shape[0], -1)])
+
+
+def ken_row_official(row, k: int, kernel: str = "gaussian") -> np.ndarray:
+    """The official itsmattei/KEN per-row code path (scikit-learn KDE, value membership), for comparison.
+
+    Differs from KEN-as-specified only where the official code is buggy: rows with duplicated
+    values keep more than k entries, and k > n or a constant row raise.
+    """
+    from sklearn.neighbors import KernelDensity
+
+    w = np.asarray(row, dtype=np.float64)
+    h = abs(1.06 * w.std() * w.size ** (-1 / 5))
+    kde = KernelDensity(kernel=kernel, bandwidth=h).fit(w.reshape(-1, 1))
+    grid = np.linspace(w.min(), w.max(), k)
+    dens = np.round(np.exp(kde.score_samples(grid.reshape(-1, 1))))
+    order = [j for level in range(int(dens.max()), -1, -1) for j in np.flatnonzero(dens == level)]
+    pool, chosen = w.copy(), []
+    for j in order:
+        i = int(np.argmin(np.abs(pool - grid[j])))
+        chosen.append(pool[i])
+        pool = np.delete(pool, i)
+    return np.isin(w, chosen)

@@ -95,3 +95,15 @@ def test_reference_matches_numpy_linspace_grid():
     grid = grid_points(lo, hi, 7)
     assert np.array_equal(grid[0].numpy(), np.linspace(-0.3, 0.7, 7))
     assert np.array_equal(grid[1].numpy(), np.linspace(1.0, 1.0, 7))
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
+def test_matches_the_official_scikit_learn_code_path(kernel):
+    """On rows without duplicates, the official code (sklearn KDE, value membership) keeps the same entries."""
+    pytest.importorskip("sklearn")
+    from reference import ken_row_official
+
+    rows = torch.randn(6, 300, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 0.04
+    fast = ken_rows(rows, 75, kernel)
+    for row, mask in zip(rows, fast):
+        assert np.array_equal(ken_row_official(row.numpy(), 75, kernel), mask.numpy())

@@ -211,6 +211,27 @@ def greedy_match(sorted_rows: torch.Tensor, perm: torch.Tensor, grid: torch.Tens
     return taken
 
 
+def stable_sort_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sorted values as float64, original indices) per row; equal values keep their index order.
+
+    Rows representable in float32 sort as unique 64-bit keys (order-preserving value bits, index)
+    with numpy's SIMD sort, several times faster than a stable argsort; float64 rows use torch's.
+    """
+    if rows.dtype == torch.float64 or rows.shape[1] >= 2**32:
+        values, perm = torch.sort(rows, dim=1, stable=True)
+        return values, perm
+    import numpy as np
+
+    bits = (rows.float() + 0.0).numpy().view(np.uint32).astype(np.uint64)  # + 0.0 turns -0.0 into +0.0
+    negative = bits >= 0x80000000
+    bits = np.where(negative, bits ^ 0xFFFFFFFF, bits | 0x80000000)  # order-preserving unsigned bits
+    keys = np.sort((bits << np.uint64(32)) | np.arange(rows.shape[1], dtype=np.uint64)[None, :], axis=1)
+    perm = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    ordered = (keys >> np.uint64(32)).astype(np.uint32)
+    ordered = np.where(ordered >= 0x80000000, ordered & 0x7FFFFFFF, ordered ^ 0xFFFFFFFF).astype(np.uint32)
+    return torch.from_numpy(ordered.view(np.float32)).double(), torch.from_numpy(perm)
+
+
 def ken_rows(rows: torch.Tensor, k: int, kernel: str = "gaussian", *, chunk_elements: int = 1 << 19) -> torch.Tensor:
     """Boolean mask [B, n] of the entries KEN keeps in each row (exactly min(k, n) per row).
 
@@ -224,7 +245,7 @@ def ken_rows(rows: torch.Tensor, k: int, kernel: str = "gaussian", *, chunk_elem
     if k >= n:
         return torch.ones(B, n, dtype=torch.bool)
     x = rows.detach().to("cpu", torch.float64)
-    sorted_rows, perm = torch.sort(x, dim=1, stable=True)
+    sorted_rows, perm = stable_sort_rows(rows.detach().to("cpu"))
     grid = grid_points(sorted_rows[:, 0], sorted_rows[:, -1], k)
     dens = rounded_density(x, grid, kernel, chunk_elements=chunk_elements)
     order = torch.argsort(-dens, dim=1, stable=True)
