@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from kenprune.cli import main
 from kenprune.errors import KenpruneError

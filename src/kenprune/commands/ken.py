@@ -5,7 +5,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..ken.apply import SELECTIONS
+    from ..ken import SELECTIONS
 
     p = subparsers.add_parser("ken", help="KEN: keep k fine-tuned values per row (kernel density), store a subnetwork",
                               description="KEN keeps, in every row of every selected tensor, k fine-tuned values "

@@ -18,9 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import KenpruneError
+from . import SELECTIONS
 from .select import as_rows, ken_rows
 
-SELECTIONS = ("all", "blocks")
 _BLOCK_NAME = re.compile(r"(^|\.)\d+(\.|$)")
 
 
