@@ -70,3 +70,8 @@ def test_baselines_keep_k_per_row():
     assert topk_rows(scores, 2).tolist() == [[False, True, True, False], [True, False, True, False]]
     mask = random_rows(0)(torch.zeros(5, 30), 7)
     assert (mask.sum(dim=1) == 7).all() and torch.equal(mask, random_rows(0)(torch.zeros(5, 30), 7))
+
+
+def test_non_finite_values_are_refused():
+    with pytest.raises(KenpruneError, match="tensor w .*NaN"):
+        select_masks({"w": torch.tensor([[0.1, float("nan")]])}, ["w"], 1, progress=False)

@@ -158,6 +158,8 @@ def _select_masks(finetuned: dict[str, torch.Tensor], names: list[str], k: KSpec
     result = KenSelection(masks={}, rows={}, k_row={})
     for name in names:
         rows = as_rows(finetuned[name])
+        if not bool(torch.isfinite(rows).all()):
+            raise KenpruneError(f"tensor {name} of the fine-tuned model holds NaN or infinite values")
         n = rows.shape[1]
         kk = spec.per_row(n)
         result.rows[name], result.k_row[name] = rows.shape[0], kk
