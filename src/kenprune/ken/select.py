@@ -222,14 +222,11 @@ def stable_sort_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return values, perm
     import numpy as np
 
-    bits = (rows.float() + 0.0).numpy().view(np.uint32).astype(np.uint64)  # + 0.0 turns -0.0 into +0.0
-    negative = bits >= 0x80000000
-    bits = np.where(negative, bits ^ 0xFFFFFFFF, bits | 0x80000000)  # order-preserving unsigned bits
-    keys = np.sort((bits << np.uint64(32)) | np.arange(rows.shape[1], dtype=np.uint64)[None, :], axis=1)
-    perm = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    ordered = (keys >> np.uint64(32)).astype(np.uint32)
-    ordered = np.where(ordered >= 0x80000000, ordered & 0x7FFFFFFF, ordered ^ 0xFFFFFFFF).astype(np.uint32)
-    return torch.from_numpy(ordered.view(np.float32)).double(), torch.from_numpy(perm)
+    bits = (rows.float() + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # signed ints in the floats' order
+    keys = (bits.long() << 32) | torch.arange(rows.shape[1])
+    perm = torch.from_numpy(np.sort(keys.numpy(), axis=1)) & 0xFFFFFFFF
+    return rows.double().gather(1, perm), perm
 
 
 def ken_rows(rows: torch.Tensor, k: int, kernel: str = "gaussian", *, chunk_elements: int = 1 << 19) -> torch.Tensor:
