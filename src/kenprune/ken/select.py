@@ -16,6 +16,9 @@ Vectorisation: each row is sorted once (stable, so equal values are in original-
 the k grid points are k steps, each across all rows at once. The nearest free value on either
 side of g is found with two union-find "next free position" pointer tables (path halving), so a
 step is O(rows) tensor work regardless of how many values are taken. Distances are float64.
+Densities are approximated fast (Gaussian: binned and correlated; other smooth kernels: float32)
+with a rigorous error bound; grid points whose bound straddles a rounding boundary are recomputed
+exactly, so the rounded densities, hence the order, equal a direct float64 evaluation.
 
 Rows whose values are all equal (std 0, the official code raises) are defined by the same greedy
 with every distance 0: they keep their first min(k, n) indices. Rows with k >= n keep everything.
@@ -29,7 +32,6 @@ import torch
 from .kernels import KERNELS, Kernel
 
 GREEDY_ROWS = 1024  # rows per greedy batch: big enough to amortise per-step overhead, small enough for cache
-
 
 
 def bandwidth(rows: torch.Tensor) -> torch.Tensor:
@@ -69,7 +71,7 @@ def _binned_gaussian_mean(xs: torch.Tensor, lo: torch.Tensor, step: torch.Tensor
     """Mean Gaussian profile at k evenly spaced points (all in bandwidth units), and an error bound.
 
     The row is linearly binned onto a fine grid of s sub-steps per grid step (sub-step <= beta) and
-    convolved with the sampled kernel (one depthwise conv1d over all rows). Linear binning errs by
+    correlated with the sampled kernel (a batched matrix-vector product over windows). Linear binning errs by
     at most sub_step^2 / 8 per value (|phi''| <= 1), truncating the kernel at `reach` by phi(reach).
     """
     B, n = xs.shape
