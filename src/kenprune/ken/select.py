@@ -203,12 +203,13 @@ def greedy_match(sorted_rows: torch.Tensor, perm: torch.Tensor, grid: torch.Tens
         l = torch.where(has_l, l, row0)
         if duplicates:
             l = _find(table, run_start.take(l))  # its first free copy: the lowest original index
-        dist_r = values.take(r) - g  # inf at the sentinel
-        dist_l = torch.where(has_l, g - values.take(l), inf)
-        go_left = (dist_l < dist_r) | ((dist_l == dist_r) & (original.take(l) < original.take(r)))
+        pair = torch.cat([l, r])
+        v, o = values.take(pair), original.take(pair)
+        dist_l = torch.where(has_l, g - v[:B], inf)
+        dist_r = v[B:] - g  # inf at the sentinel
+        go_left = (dist_l < dist_r) | ((dist_l == dist_r) & (o[:B] < o[B:]))
         c = torch.where(go_left, l, r)
-        table.put_(c, c + 1)
-        table.put_(c + (B * width + 1), c + B * width)
+        table.put_(torch.cat([c, c + (B * width + 1)]), torch.cat([c + 1, c + B * width]))
     taken = table[: B * width].view(B, width)[:, :n] != torch.arange(n)[None, :] + row0[:, None]
     return taken
 
