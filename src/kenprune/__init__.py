@@ -24,6 +24,9 @@ _EXPORTS = {
     "write_report": "kenprune.report.build:write_report",
     "write_viz": "kenprune.report.build:write_viz",
     "ken_viz": "kenprune.report.kenviz:ken_viz",
+    "finetune": "kenprune.finetuning:finetune",
+    "ken_prune": "kenprune.ken.api:ken_prune",
+    "ken_apply": "kenprune.ken.api:ken_apply",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

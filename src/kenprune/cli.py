@@ -13,6 +13,8 @@ COMMAND_MODULES = (
     "demo",
     "report",
     "viz",
+    "finetune",
+    "ken",
 )
 
 

@@ -1,0 +1,225 @@
+"""`kenprune ken` and `kenprune ken apply` as Python functions (same names and defaults as the CLI).
+
+Pre-trained side of a classifier: a pre-trained encoder has no classification head, so KEN's base
+for a classifier is the fine-tuned model's own starting point, which `kenprune finetune` saves as
+`<finetuned>/initial` (backbone + the head initialisation). It is a normal model folder with a
+weights hash, so the subnetwork file can name it and `ken apply` can check it. When --pretrained
+is left out, the fine-tuned folder's record supplies it (`initial/`, else the base model's name).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from .. import __version__, provenance
+from ..errors import KenpruneError
+from ..fileio import atomic_dir, write_json
+from ..measure import StageTimer, path_bytes
+from .apply import (KenSelection, KSpec, MaskFn, check_compatible, differing, select_masks, select_tensors,
+                    tensor_table, unique_parameters)
+from .kernels import KERNELS
+from .subnetwork import VALUE_DTYPES, Subnetwork, read_subnetwork, write_subnetwork
+
+log = logging.getLogger(__name__)
+SUBNETWORK_FILE = "subnetwork.safetensors"
+SUMMARY_FILE = "ken.json"
+MODEL_DIR = "model"
+
+
+def default_pretrained(finetuned_record: dict, finetuned_source: str) -> str:
+    """The pre-trained side recorded by `kenprune finetune`: its saved initial model, else its base."""
+    initial = finetuned_record.get("initial")
+    if initial and (Path(finetuned_source) / initial).is_dir():
+        return str(Path(finetuned_source) / initial)
+    base = finetuned_record.get("base", {}).get("name")
+    if base:
+        return base
+    raise KenpruneError(f"{finetuned_source} does not record its pre-trained model; pass --pretrained")
+
+
+def finetuned_bytes(loaded) -> int:
+    """Bytes of the fine-tuned model's safetensors on disk (its in-memory size if it has no folder)."""
+    files = sorted(Path(loaded.source).glob("*.safetensors")) if Path(loaded.source).is_dir() else []
+    if files:
+        return sum(path_bytes(f) for f in files)
+    params, _ = unique_parameters(loaded.model)
+    return sum(p.numel() * p.element_size() for p in params.values())
+
+
+def load_pair(pretrained: str | None, finetuned: str):
+    """Load (pre-trained, fine-tuned) with the fine-tuned model's task; refuse a head-less classifier base."""
+    from ..assets.models import SEQUENCE_CLASSIFICATION, _task_of_folder, load_model, resolve_model
+
+    ft = load_model(finetuned)
+    pretrained = pretrained or default_pretrained(ft.record, ft.source)
+    if ft.task == SEQUENCE_CLASSIFICATION:
+        _, source, _ = resolve_model(pretrained)
+        if Path(source).is_dir() and _task_of_folder(source) != SEQUENCE_CLASSIFICATION:
+            raise KenpruneError(
+                f"{pretrained} has no classification head, so KEN's pre-trained side would be a random one; "
+                f"use the fine-tuned model's initial state: --pretrained {Path(ft.source) / 'initial'} "
+                f"(kenprune finetune saves it)")
+    pre = load_model(pretrained, task=ft.task)
+    return pre, ft
+
+
+def ken_prune(pretrained: str | None = None, finetuned: str | None = None, k: int | float | str = 0.25, *,
+              out: str | Path, kernel: str = "gaussian", tensors: str = "all", include: Iterable[str] = (),
+              exclude: Iterable[str] = (), value_dtype: str = "fp32", save_model: bool = False,
+              eval: str | None = None, eval_windows: int | None = 8, seqlen: int = 256,
+              progress: bool = True) -> dict[str, Any]:
+    """`kenprune ken`: KEN on a (pre-trained, fine-tuned) pair; writes OUT/subnetwork.safetensors,
+    OUT/ken.json (and OUT/model with save_model); evaluates the optimized model on `eval` if given."""
+    from ..assets.models import LoadedModel, save_model as save_folder
+
+    if not finetuned:
+        raise KenpruneError("give the fine-tuned model: --finetuned FOLDER")
+    spec = KSpec.parse(k)
+    KERNELS.get(kernel)
+    if value_dtype not in VALUE_DTYPES:
+        raise KenpruneError(f"unknown value dtype {value_dtype!r}; choose one of: {', '.join(VALUE_DTYPES)}")
+    select_tensors([], tensors)
+    timer = StageTimer()
+    with timer.stage("load"):
+        pre, ft = load_pair(pretrained, finetuned)
+    with timer.stage("ken"):
+        run = ken_models(pre, ft, spec, kernel=kernel, tensors=tensors, include=include, exclude=exclude,
+                         value_dtype=value_dtype, progress=progress)
+    optimized, sub, selection = run.optimized, run.subnetwork, run.selection
+    ft_params, names, copied = run.finetuned_params, list(selection.masks), sub.meta["copied"]
+    result: dict[str, Any] = {"k": str(spec), "kernel": kernel}
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        with timer.stage("write"):
+            meta = write_subnetwork(tmp / SUBNETWORK_FILE, sub, value_dtype)
+            if save_model:
+                opt_loaded = LoadedModel(optimized, ft.tokenizer, f"{ft.name}-ken", str(out), ft.task, ft.bos)
+                save_folder(opt_loaded, tmp / MODEL_DIR, {"ken": {"subnetwork": SUBNETWORK_FILE,
+                                                                   "base": meta["base"]}})
+        if eval:
+            with timer.stage("eval"):
+                result["eval"] = evaluate_loaded(LoadedModel(optimized, ft.tokenizer, f"{ft.name}-ken", str(out),
+                                                             ft.task, ft.bos), eval, eval_windows, seqlen, progress)
+        total_params = sum(p.numel() for p in ft_params.values())
+        kept = selection.kept()
+        selected = sum(ft_params[n].numel() for n in names)
+        sub_bytes = path_bytes(tmp / SUBNETWORK_FILE)
+        ft_bytes = finetuned_bytes(ft)
+        result.update({
+            "pretrained": meta["base"], "finetuned": meta["finetuned"],
+            "optimized_sha256": meta["optimized_sha256"], "value_dtype": value_dtype,
+            "selection": meta["selection"], "clipped_tensors": selection.clipped,
+            "totals": {"parameters": total_params, "selected_parameters": selected, "kept": kept,
+                       "copied_whole": sum(ft_params[n].numel() for n in copied),
+                       "kept_fraction_of_selected": kept / max(selected, 1),
+                       "stored_fraction": (kept + sum(ft_params[n].numel() for n in copied)) / total_params},
+            "sizes": {"subnetwork_bytes": sub_bytes, "finetuned_safetensors_bytes": ft_bytes,
+                      "ratio": sub_bytes / max(ft_bytes, 1)},
+            "seconds": timer.seconds, "tensors": {n: {**t, "encoding": meta["tensors"][n]["encoding"]}
+                                                  for n, t in tensor_table(selection).items()},
+            "files": {"subnetwork": str(out / SUBNETWORK_FILE), "model": str(out / MODEL_DIR) if save_model else None},
+            **provenance.record(),
+        })
+        if selection.clipped:
+            log.warning("k = %s exceeds the row length of %d tensors (%s, ...): they keep every entry",
+                        spec, len(selection.clipped), selection.clipped[0])
+        write_json(tmp / SUMMARY_FILE, result)
+    return result
+
+
+@dataclass
+class KenRun:
+    optimized: torch.nn.Module
+    subnetwork: Subnetwork
+    selection: KenSelection
+    finetuned_params: dict[str, torch.Tensor]
+
+
+def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "gaussian", tensors: str = "all",
+               include: Iterable[str] = (), exclude: Iterable[str] = (), value_dtype: str = "fp32",
+               mask_fn: MaskFn | None = None, scores: dict[str, torch.Tensor] | None = None,
+               progress: bool = True) -> KenRun:
+    """KEN on two loaded models in memory (inputs untouched): the optimized model and its subnetwork.
+
+    mask_fn/scores replace KEN's selection (baselines): masks are chosen by `mask_fn` on the rows of
+    `scores` (default: the fine-tuned values) with the same kept count per row.
+    """
+    pre_params, aliases = unique_parameters(pre.model)
+    ft_params, _ = unique_parameters(ft.model)
+    check_compatible(pre_params, ft_params)
+    names = select_tensors(list(ft_params), tensors, include, exclude)
+    if not names:
+        raise KenpruneError("the tensor selection matches no tensor; check --tensors/--include/--exclude")
+    selection = select_masks(scores or ft_params, names, k, kernel=kernel, mask_fn=mask_fn, progress=progress)
+    copied = differing(pre_params, ft_params, [n for n in ft_params if n not in selection.masks])
+    dtype = VALUE_DTYPES[value_dtype]
+    sub = Subnetwork(masks=selection.masks,
+                     values={n: ft_params[n].detach()[m].to(dtype) for n, m in selection.masks.items()},
+                     full={n: ft_params[n].detach().to(dtype) for n in copied}, rows=selection.rows)
+    optimized = copy.deepcopy(pre.model)
+    sub.apply_to(unique_parameters(optimized)[0])
+    spec = KSpec.parse(k)
+    sub.meta = {
+        "kenprune_version": __version__, "base": pre.identity(), "finetuned": ft.identity(),
+        "optimized_sha256": provenance.model_sha256(optimized), "k": {"value": spec.value, "fraction": spec.fraction},
+        "kernel": kernel if mask_fn is None else "custom",
+        "selection": {"tensors": tensors, "include": list(include), "exclude": list(exclude)},
+        "aliases": aliases, "copied": copied,
+    }
+    return KenRun(optimized, sub, selection, ft_params)
+
+
+def evaluate_loaded(loaded, data: str, windows: int | None, seqlen: int, progress: bool) -> dict[str, Any]:
+    """Accuracy for a classifier, perplexity for a causal LM (the metric the model's task has)."""
+    from ..assets.models import CAUSAL_LM
+    from ..evaluate import accuracy, perplexity
+    from ..protocol import PerplexityProtocol
+
+    if loaded.task == CAUSAL_LM:
+        res = perplexity(loaded, PerplexityProtocol(data=data, seqlen=seqlen, max_windows=windows),
+                         progress=progress, identify=False)
+        return {"metric": "perplexity", "value": res.perplexity, "data": data, "windows": res.windows,
+                "seqlen": seqlen}
+    res = accuracy(loaded, data, progress=progress, identify=False)
+    return {"metric": "accuracy", "value": res.accuracy, "data": data, "correct": res.correct, "total": res.total}
+
+
+def rebuild(base_model: torch.nn.Module, sub: Subnetwork) -> torch.nn.Module:
+    """The optimized model from its base and a subnetwork, in place on `base_model` (checks names/shapes)."""
+    params, _ = unique_parameters(base_model)
+    for name, mask in {**sub.masks, **sub.full}.items():
+        if name not in params or params[name].shape != mask.shape:
+            raise KenpruneError(f"the base model has no tensor {name} of shape {tuple(mask.shape)}")
+    sub.apply_to(params)
+    return base_model
+
+
+def ken_apply(base: str, subnetwork: str | Path, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """`kenprune ken apply`: rebuild the optimized model from its base and a subnetwork file."""
+    from ..assets.models import load_model, save_model as save_folder
+
+    start = time.perf_counter()
+    sub = read_subnetwork(subnetwork)
+    recorded = sub.meta["base"]
+    loaded = load_model(base, task=recorded.get("task"))
+    sha = loaded.weights_sha256()
+    if sha != recorded["weights_sha256"]:
+        raise KenpruneError(
+            f"base model {base} (weights sha256 {provenance.short(sha)}) is not the model this subnetwork was "
+            f"made from: {recorded['name']} (weights sha256 {provenance.short(recorded['weights_sha256'])})")
+    rebuild(loaded.model, sub)
+    loaded._sha256 = None
+    rebuilt = loaded.weights_sha256()
+    if rebuilt != sub.meta["optimized_sha256"]:
+        raise KenpruneError(f"{subnetwork} rebuilt a model whose hash {provenance.short(rebuilt)} differs from the "
+                            f"recorded {provenance.short(sub.meta['optimized_sha256'])}; the file is corrupt")
+    save_folder(loaded, out, {"ken": {"subnetwork": str(subnetwork), "base": recorded,
+                                      "optimized_sha256": rebuilt}})
+    return {"out": str(out), "base": recorded, "optimized_sha256": rebuilt, "bit_identical": True,
+            "seconds": time.perf_counter() - start}

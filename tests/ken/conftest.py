@@ -1,0 +1,20 @@
+"""A real (pre-trained, fine-tuned) minilm-l6 pair on pang-lee, fine-tuned once per session for a few steps."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the row-by-row reference implementation
+
+
+@pytest.fixture(scope="session")
+def minilm_pair(tmp_path_factory):
+    """Folder of minilm-l6 fine-tuned 3 steps on pang-lee (with initial/ = KEN's base) and its record."""
+    from kenprune.finetuning import finetune
+
+    out = tmp_path_factory.mktemp("ft") / "minilm-pang-lee"
+    record = finetune("minilm-l6", "pang-lee", out=out, steps=3, batch_size=8, seqlen=48, lr=5e-4, seed=0,
+                      progress=False)
+    return out, record
