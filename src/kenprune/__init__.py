@@ -21,6 +21,9 @@ _EXPORTS = {
     "accuracy": "kenprune.evaluate:accuracy",
     "evaluate_model": "kenprune.api:evaluate_model",
     "KenpruneError": "kenprune.errors:KenpruneError",
+    "structured_prune": "kenprune.structured.api:structured_prune",
+    "recover": "kenprune.structured.api:recover",
+    "measure_latency": "kenprune.latency:measure_latency",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
