@@ -5,10 +5,11 @@ import pytest
 import torch
 
 
-def tiny_causal_lm(model_type: str = "llama", heads: int = 6, kv_heads: int = 2, layers: int = 4, seed: int = 0):
+def tiny_causal_lm(model_type: str = "llama", heads: int = 6, kv_heads: int = 2, layers: int = 4, seed: int = 0,
+                   vocab: int = 128):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.for_model(model_type, vocab_size=128, hidden_size=48, intermediate_size=96,
+    config = AutoConfig.for_model(model_type, vocab_size=vocab, hidden_size=48, intermediate_size=96,
                                   num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
                                   head_dim=8, max_position_embeddings=128, tie_word_embeddings=True)
     torch.manual_seed(seed)
@@ -27,11 +28,11 @@ def tiny_llama():
 
 
 @pytest.fixture
-def tiny_loaded(tiny_llama, smollm2):
-    """A tiny random Llama with the real smollm2 tokenizer (ids are clipped to the tiny vocabulary)."""
+def tiny_loaded(smollm2):
+    """A tiny random Llama with the real smollm2 tokenizer (and its vocabulary size)."""
     from kenprune.assets.models import LoadedModel
 
-    return LoadedModel(model=tiny_llama, tokenizer=smollm2.tokenizer, name="tiny-llama", source="tiny", task="causal-lm")
+    return LoadedModel(model=tiny_causal_lm(vocab=len(smollm2.tokenizer)), tokenizer=smollm2.tokenizer, name="tiny-llama", source="tiny", task="causal-lm")
 
 
 @pytest.fixture

@@ -75,7 +75,8 @@ def test_smollm2_pruned_20_percent_reloads_with_equal_logits(smollm2, tmp_path):
 
     loaded = copy.copy(smollm2)
     loaded.model = copy.deepcopy(smollm2.model)
-    result = prune_structured(loaded, PrunePlan(0.2), importance="taylor", nsamples=2, seqlen=32, progress=False)
+    result = prune_structured(loaded, PrunePlan(0.2), importance="taylor", calib="lee:calib",
+                              nsamples=2, seqlen=32, progress=False)
     assert {(w.heads, w.kv_heads, w.intermediate) for w in result.widths_after} == {(6, 3, 1232)}
     assert 0.15 < 1 - result.block_parameters_after / result.block_parameters_before < 0.25
     save_structured(loaded, tmp_path / "s", {"method": "structured"})

@@ -43,7 +43,7 @@ def structured_prune(model: str = "smollm2-135m", out: str | Path | None = None,
                      global_ranking: bool = False, attention_unit: str = "auto", calib: str = "wiki:calib",
                      nsamples: int = 10, seqlen: int = 128, seed: int = 0, blocks_per_pass: int | None = None,
                      eval: str | None = None, eval_seqlen: int = 512, max_windows: int | None = 8,
-                     latency: bool = True, progress: bool = True) -> dict[str, Any]:
+                     latency: bool = True, latency_repeats: int = 5, progress: bool = True) -> dict[str, Any]:
     """Prune whole heads and MLP channels, save a folder that reloads, and report size, speed and perplexity."""
     out = _check_out(out)
     plan = PrunePlan(ratio, keep_first, keep_last, round_to, global_ranking)
@@ -61,7 +61,7 @@ def structured_prune(model: str = "smollm2-135m", out: str | Path | None = None,
         from ..latency import measure_latency, speedup
 
         with timer.stage("latency"):
-            dense_latency, pruned_latency = measure_latency(dense), measure_latency(loaded.model)
+            dense_latency, pruned_latency = (measure_latency(m, repeats=latency_repeats) for m in (dense, loaded.model))
         report["latency"] = {"dense": dense_latency, "pruned": pruned_latency,
                              "speedup": speedup(dense_latency, pruned_latency)}
     if eval:

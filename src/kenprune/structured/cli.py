@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--blocks-per-pass", type=int, default=None,
                    help="hold gradients for only N blocks at a time (less memory, more passes)")
     g.add_argument("--no-latency", action="store_true", help="skip the measured latency comparison")
+    g.add_argument("--latency-repeats", type=int, default=5, help="timed repeats per measurement (median; default 5)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
         keep_last=args.keep_last, round_to=args.round_to, global_ranking=args.global_ranking,
         attention_unit=args.attention_unit, calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
         seed=args.seed, blocks_per_pass=args.blocks_per_pass, eval=getattr(args, "eval", None),
-        max_windows=getattr(args, "max_windows", 8), latency=not args.no_latency,
+        eval_seqlen=getattr(args, "eval_seqlen", 512), max_windows=getattr(args, "max_windows", 8),
+        latency=not args.no_latency, latency_repeats=args.latency_repeats,
         progress=not getattr(args, "quiet", False))
     print(format_report(report))
     return 0
