@@ -15,6 +15,9 @@ def evaluate_model(model: str = "smollm2-135m", data: str = "wiki:test", *, seql
     from .evaluate import accuracy, perplexity
     from .protocol import PerplexityProtocol
 
+    from .assets.corpora import parse_data_ref
+
+    parse_data_ref(data)  # fail on a bad reference before the slow model load
     loaded = load_model(model)
     if loaded.task == CAUSAL_LM:
         protocol = PerplexityProtocol(data=data, seqlen=seqlen, max_windows=max_windows, bos=bos)

@@ -134,10 +134,13 @@ def load_restricted_pickle(data: bytes):
     return _NewsgroupsUnpickler(io.BytesIO(data), encoding="latin1").load()
 
 
+_HEADER_LINE = re.compile(r"^.*\b(Newsgroups|Xref|Path|Followup-To):.*$\n?", re.MULTILINE)
+
+
 def _strip_news_headers(post: str) -> str:
-    """Drop the header block (it names the newsgroup, i.e. the label)."""
+    """Drop the header block and stray header lines (they name the newsgroup, i.e. the label)."""
     _headers, sep, body = post.partition("\n\n")
-    return (body if sep else post).strip()
+    return _HEADER_LINE.sub("", body if sep else post).strip()
 
 
 def _newsgroups_documents() -> list[Document]:
