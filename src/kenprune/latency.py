@@ -83,6 +83,24 @@ def mac_count(model: nn.Module, new_tokens: int, past_tokens: int, logits_tokens
     return total
 
 
+def compare_latency(dense: nn.Module, pruned: nn.Module, *, rounds: int = 5,
+                    **settings: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
+    """Latency of both models measured alternately (one repeat each per round, median over rounds), so
+    load changes on a shared machine hit both alike; returns (dense, pruned, speedup)."""
+    runs: list[list[dict[str, Any]]] = [[], []]
+    for round_index in range(rounds):
+        for i, model in enumerate((dense, pruned)):
+            runs[i].append(measure_latency(model, warmup=1 if round_index == 0 else 0, repeats=1, **settings))
+    medians = []
+    for results in runs:
+        merged = dict(results[0])
+        for key in ("prefill_seconds", "decode_tokens_per_second"):
+            merged[key] = statistics.median(r[key] for r in results)
+        merged.update(repeats=rounds, warmup=1)
+        medians.append(merged)
+    return medians[0], medians[1], speedup(medians[0], medians[1])
+
+
 def speedup(dense: dict[str, Any], pruned: dict[str, Any]) -> dict[str, float]:
     """Measured and ideal (MAC-count) speed-ups of `pruned` over `dense`."""
     return {"prefill_measured": dense["prefill_seconds"] / pruned["prefill_seconds"],

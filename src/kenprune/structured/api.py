@@ -58,12 +58,11 @@ def structured_prune(model: str = "smollm2-135m", out: str | Path | None = None,
                                   progress=progress)
     report: dict[str, Any] = {"method": "structured", "model": model, **result.to_dict()}
     if latency:
-        from ..latency import measure_latency, speedup
+        from ..latency import compare_latency
 
         with timer.stage("latency"):
-            dense_latency, pruned_latency = (measure_latency(m, repeats=latency_repeats) for m in (dense, loaded.model))
-        report["latency"] = {"dense": dense_latency, "pruned": pruned_latency,
-                             "speedup": speedup(dense_latency, pruned_latency)}
+            dense_latency, pruned_latency, ratios = compare_latency(dense, loaded.model, rounds=latency_repeats)
+        report["latency"] = {"dense": dense_latency, "pruned": pruned_latency, "speedup": ratios}
     if eval:
         with timer.stage("eval"):
             dense_loaded = LoadedModel(dense, loaded.tokenizer, loaded.name, loaded.source, loaded.task, loaded.bos)
