@@ -20,10 +20,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--decode-tokens", type=int, default=32)
-    parser.add_argument("--quick", action="store_true", help="3 rounds, 16 decode tokens, threads 2")
+    parser.add_argument("--quick", action="store_true", help="3 rounds, 16 decode tokens, threads 1 and 2")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.decode_tokens, args.threads = 3, 16, [2]
+        args.rounds, args.decode_tokens, args.threads = 3, 16, [1, 2]
 
     import copy
     from pathlib import Path
