@@ -37,7 +37,7 @@ def test_structured_prune_cli_writes_a_reloadable_model_and_a_report(tiny_folder
                                        "--ratio", "0.5", "--keep-first", "1", "--calib", "lee:calib",
                                        "--nsamples", "2", "--seqlen", "16", "--eval", "lee:test",
                                        "--latency-repeats", "1"])
-    args.max_windows, args.eval_seqlen = 2, 32  # evaluation options `prune` owns
+    args.eval_windows, args.eval_seqlen = 2, 32  # evaluation options `prune` owns
     assert structured_cli.run(args) == 0
     printed = capsys.readouterr().out
     assert "parameters" in printed and "speed-up" in printed and "perplexity lee:test" in printed

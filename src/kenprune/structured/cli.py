@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
         keep_last=args.keep_last, round_to=args.round_to, global_ranking=args.global_ranking,
         attention_unit=args.attention_unit, calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
         seed=args.seed, blocks_per_pass=args.blocks_per_pass, eval=getattr(args, "eval", None),
-        eval_seqlen=getattr(args, "eval_seqlen", 512), max_windows=getattr(args, "max_windows", 8),
+        eval_seqlen=getattr(args, "eval_seqlen", None) or args.seqlen,
+        max_windows=getattr(args, "eval_windows", None) or 8,
         latency=not args.no_latency, latency_repeats=args.latency_repeats,
         progress=not getattr(args, "quiet", False))
     print(format_report(report))
