@@ -27,6 +27,9 @@ _EXPORTS = {
     "finetune": "kenprune.finetuning:finetune",
     "ken_prune": "kenprune.ken.api:ken_prune",
     "ken_apply": "kenprune.ken.api:ken_apply",
+    "structured_prune": "kenprune.structured.api:structured_prune",
+    "recover": "kenprune.structured.api:recover",
+    "measure_latency": "kenprune.latency:measure_latency",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "viz",
     "finetune",
     "ken",
+    "recover",
 )
 
 

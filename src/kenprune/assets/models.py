@@ -29,6 +29,9 @@ SEQUENCE_CLASSIFICATION = "sequence-classification"
 ENCODER = "encoder"
 TASKS = (CAUSAL_LM, SEQUENCE_CLASSIFICATION, ENCODER)
 RECORD_FILE = "kenprune.json"
+# config.json field naming a "kenprune.module:function" that rebuilds a folder from_pretrained cannot
+# (e.g. structured pruning with different widths per block); called as function(folder, dtype=dtype).
+LOADER_KEY = "kenprune_loader"
 MANIFEST_FILE = "kenprune-cache.json"
 
 
@@ -228,6 +231,20 @@ def read_record(folder: str | Path) -> dict:
     return {}
 
 
+def _folder_loader(folder: str) -> Callable[..., torch.nn.Module] | None:
+    """The kenprune function a folder's config.json names under LOADER_KEY, if any."""
+    config_path = Path(folder) / "config.json"
+    if not config_path.exists():
+        return None
+    target = json.loads(config_path.read_text()).get(LOADER_KEY)
+    if not target:
+        return None
+    module, _, attr = str(target).partition(":")
+    if not module.startswith("kenprune."):
+        raise KenpruneError(f"{config_path} names loader {target!r}; only kenprune loaders are followed")
+    return getattr(importlib.import_module(module), attr)
+
+
 def load_model(name_or_path: str, task: str | None = None, *, labels: list[str] | None = None,
                dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a registry model, local folder or hub id with its tokenizer, in eval mode.
@@ -245,7 +262,10 @@ def load_model(name_or_path: str, task: str | None = None, *, labels: list[str] 
     record = read_record(source) if Path(source).exists() else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        if task == CAUSAL_LM:
+        loader = _folder_loader(source)
+        if loader is not None:
+            model = loader(source, dtype=dtype)
+        elif task == CAUSAL_LM:
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
         elif task == SEQUENCE_CLASSIFICATION:
             kwargs: dict[str, Any] = {}

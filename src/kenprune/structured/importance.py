@@ -1,0 +1,138 @@
+"""Importance of coupled structures: one interface, several estimators (LLM-Pruner section 6.2).
+
+An estimator maps one member's weight W (and, where it needs them, the mean gradient g and the
+mean squared per-window gradient F) to a score per channel along `axis`; a unit's score is the
+sum over its channels and over the group's members (LLM-Pruner's `grouping_strategy=sum`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import KenpruneError
+from ..registry import Registry
+from .groups import Group
+
+ChannelScores = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None, int, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Estimator:
+    channel_scores: ChannelScores
+    gradients: int = 0  # 0: none, 1: mean gradient, 2: also mean squared per-window gradient
+
+
+def _reduce(element: torch.Tensor, axis: int) -> torch.Tensor:
+    """Sum element scores over everything but the channel axis."""
+    return element.sum(dim=1 - axis)
+
+
+IMPORTANCE: Registry[Estimator] = Registry("importance")
+IMPORTANCE.add("l1", Estimator(lambda w, g, f, axis, gen: _reduce(w.abs(), axis)), "sum |W|")
+IMPORTANCE.add("l2", Estimator(lambda w, g, f, axis, gen: _reduce(w.square(), axis)), "sum W^2")
+IMPORTANCE.add("taylor", Estimator(lambda w, g, f, axis, gen: _reduce((w * g).abs(), axis), gradients=1),
+               "first-order Taylor, sum |W*g| (LLM-Pruner Element1, its default)")
+IMPORTANCE.add("second-order", Estimator(
+    lambda w, g, f, axis, gen: _reduce((w * g - 0.5 * w * f * w).abs(), axis), gradients=2),
+    "sum |W*g - W*F*W/2|, F = mean squared per-window gradient (LLM-Pruner Element2)")
+IMPORTANCE.add("vector", Estimator(lambda w, g, f, axis, gen: _reduce(w * g, axis).abs(), gradients=1),
+               "vector-wise Taylor, |g.W| per channel")
+IMPORTANCE.add("random", Estimator(lambda w, g, f, axis, gen: torch.rand(w.shape[axis], generator=gen)),
+               "random baseline (seeded)")
+
+
+@dataclass
+class GradientStats:
+    """Mean gradient and mean squared per-window gradient of each member weight, keyed by id."""
+
+    mean: dict[int, torch.Tensor]
+    mean_square: dict[int, torch.Tensor]
+
+
+def _member_weights(groups: Iterable[Group]) -> list[nn.Parameter]:
+    seen: dict[int, nn.Parameter] = {}
+    for group in groups:
+        for member in group.members:
+            seen.setdefault(id(member.linear.weight), member.linear.weight)
+    return list(seen.values())
+
+
+def collect_gradients(model: nn.Module, groups: list[Group], windows: torch.Tensor, *, second_order: bool = False,
+                      blocks_per_pass: int | None = None, progress: bool = True) -> GradientStats:
+    """LM-loss gradients of the groups' weights over calibration windows, one window per backward.
+
+    blocks_per_pass bounds memory: only that many blocks hold gradients at a time (more passes).
+    """
+    blocks = sorted({g.block for g in groups})
+    step = blocks_per_pass or len(blocks) or 1
+    flags = {id(p): p.requires_grad for p in model.parameters()}
+    stats = GradientStats({}, {})
+    device = next(model.parameters()).device
+    passes = [blocks[i:i + step] for i in range(0, len(blocks), step)]
+    bar = tqdm(total=len(passes) * windows.size(0), desc="gradients", unit="win", disable=not progress, leave=False)
+    try:
+        for chosen in passes:
+            weights = _member_weights(g for g in groups if g.block in chosen)
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for w in weights:
+                w.requires_grad_(True)
+                w.grad = None
+            for window in windows:
+                ids = window.unsqueeze(0).to(device)
+                loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+                loss.backward()
+                for w in weights:
+                    g = w.grad.detach().float()
+                    _accumulate(stats.mean, w, g)
+                    if second_order:
+                        _accumulate(stats.mean_square, w, g.square())
+                    w.grad = None
+                bar.update(1)
+    finally:
+        bar.close()
+        for p in model.parameters():
+            p.requires_grad_(flags[id(p)])
+            p.grad = None
+    n = windows.size(0)
+    for table in (stats.mean, stats.mean_square):
+        for key in table:
+            table[key] /= n
+    return stats
+
+
+def _accumulate(table: dict[int, torch.Tensor], weight: torch.Tensor, value: torch.Tensor) -> None:
+    key = id(weight)
+    if key in table:
+        table[key] += value
+    else:
+        table[key] = value.clone()
+
+
+def unit_scores(groups: list[Group], importance: str, stats: GradientStats | None = None,
+                seed: int = 0) -> list[torch.Tensor]:
+    """One score per unit of each group (higher = more important), in group order."""
+    estimator = IMPORTANCE.get(importance)
+    if estimator.gradients and stats is None:
+        raise KenpruneError(f"importance {importance!r} needs calibration gradients")
+    gen = torch.Generator().manual_seed(seed)
+    scores = []
+    for group in groups:
+        total = torch.zeros(group.units, dtype=torch.float64)
+        for member in group.members:
+            w = member.linear.weight.detach().float()
+            key = id(member.linear.weight)
+            g = stats.mean.get(key) if stats else None
+            f = stats.mean_square.get(key) if stats else None
+            if estimator.gradients >= 1 and g is None:
+                raise KenpruneError(f"no gradient for block {group.block} {member.name}")
+            if estimator.gradients >= 2 and f is None:
+                raise KenpruneError(f"no squared gradient for block {group.block} {member.name}")
+            channel = estimator.channel_scores(w, g, f, member.axis, gen).double()
+            total += channel[member.unit_channels].sum(dim=-1).cpu()
+        scores.append(total)
+    return scores

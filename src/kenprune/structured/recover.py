@@ -1,0 +1,85 @@
+"""Recovery with LoRA (peft), merged back so the result is a plain dense model again (LLM-Pruner 6.3)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..assets.corpora import join_text, load_documents, tokenize_stream
+from ..assets.models import LoadedModel
+from ..errors import KenpruneError
+from .groups import adapter_for
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LLM-Pruner's LoRA: r 8, alpha 16, dropout 0.05, every projection; a CPU-sized step budget."""
+
+    steps: int = 50
+    seqlen: int = 256
+    batch_size: int = 2
+    lr: float = 2e-4
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("steps", "seqlen", "batch_size", "rank"):
+            if getattr(self, name) < 1:
+                raise KenpruneError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise KenpruneError(f"--lr must be > 0, got {self.lr}")
+
+
+def _training_windows(loaded: LoadedModel, data: str, settings: LoraSettings) -> torch.Tensor:
+    """Non-overlapping windows of the training text in a seeded random order."""
+    tokens = tokenize_stream(loaded.tokenizer, join_text(load_documents(data)))
+    n = tokens.numel() // settings.seqlen
+    if n == 0:
+        raise KenpruneError(f"{data} has {tokens.numel()} tokens, fewer than one window of {settings.seqlen}; "
+                            f"lower --seqlen")
+    windows = tokens[: n * settings.seqlen].view(n, settings.seqlen)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed))
+    return windows[order]
+
+
+def lora_recover(loaded: LoadedModel, data: str = "lee", settings: LoraSettings = LoraSettings(), *,
+                 progress: bool = True) -> dict[str, Any]:
+    """Fine-tune LoRA adapters on `data`, merge them into the weights of `loaded.model` (replaced)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise KenpruneError("LoRA recovery needs peft; run `pip install 'kenprune[recover]'`") from None
+    settings.check()
+    adapter = adapter_for(loaded.model)
+    windows = _training_windows(loaded, data, settings)
+    torch.manual_seed(settings.seed)
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=[adapter.q, adapter.k, adapter.v, adapter.o, adapter.gate, adapter.up,
+                                        adapter.down], task_type="CAUSAL_LM")
+    peft_model = get_peft_model(loaded.model, config)
+    peft_model.train()
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    device = next(peft_model.parameters()).device
+    losses = []
+    for step in tqdm(range(settings.steps), desc="LoRA", unit="step", disable=not progress, leave=False):
+        rows = torch.arange(step * settings.batch_size, (step + 1) * settings.batch_size) % windows.size(0)
+        batch = windows[rows].to(device)
+        loss = peft_model(input_ids=batch, labels=batch, use_cache=False).loss
+        if not math.isfinite(loss.item()):
+            raise KenpruneError(f"LoRA loss became {loss.item()} at step {step}; lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    loaded.model = peft_model.merge_and_unload().eval()
+    loaded._sha256 = None
+    return {"data": data, **asdict(settings), "trainable_parameters": sum(p.numel() for p in params),
+            "loss_first": losses[0], "loss_last": losses[-1],
+            "loss_first_tenth": sum(losses[: max(1, len(losses) // 10)]) / max(1, len(losses) // 10),
+            "loss_last_tenth": sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses) // 10)}
