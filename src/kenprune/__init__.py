@@ -30,6 +30,9 @@ _EXPORTS = {
     "pruned_copy": "kenprune.prune:pruned_copy",
     "layer_scores": "kenprune.prune:layer_scores",
     "sparsity_report": "kenprune.prune:sparsity_report",
+    "search_allocation": "kenprune.allocate.api:search_allocation",
+    "resolve_allocation": "kenprune.allocate:resolve_allocation",
+    "ALLOCATORS": "kenprune.allocate:ALLOCATORS",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
