@@ -25,11 +25,11 @@ _EXPORTS = {
     "find_blocks": "kenprune.engine:find_blocks",
     "capture_block_inputs": "kenprune.engine:capture_block_inputs",
     "sequential_blocks": "kenprune.engine:sequential_blocks",
-    "calibration_windows": "kenprune.prune:calibration_windows",
-    "prune_model": "kenprune.prune:prune_model",
-    "pruned_copy": "kenprune.prune:pruned_copy",
-    "layer_scores": "kenprune.prune:layer_scores",
-    "sparsity_report": "kenprune.prune:sparsity_report",
+    "calibration_windows": "kenprune.pruning:calibration_windows",
+    "prune_model": "kenprune.pruning:prune_model",
+    "pruned_copy": "kenprune.pruning:pruned_copy",
+    "layer_scores": "kenprune.pruning:layer_scores",
+    "sparsity_report": "kenprune.pruning:sparsity_report",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
