@@ -35,7 +35,7 @@ from kenprune.errors import KenpruneError
 from kenprune.evaluate import perplexity
 from kenprune.fileio import write_json
 from kenprune.protocol import PerplexityProtocol
-from kenprune.prune import prune_model
+from kenprune.pruning import prune_model
 
 PUBLISHED_DSA = "abslog|var|atan,asin|noop"  # DSA's README function for LLaMA-1 7B (70 %, Wanda)
 BASELINES = ["uniform", "global", "er", "owl", f"dsa:{PUBLISHED_DSA}"]

@@ -5,7 +5,7 @@ import torch
 
 from kenprune.allocate import resolve_allocation
 from kenprune.allocate.model import layer_source, model_layers
-from kenprune.prune import prune_model
+from kenprune.pruning import prune_model
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ class PerplexityFitness:
         prepared = _prepare(self)
         ratios = dict(enumerate(block_ratios))
         if self.proxy == "sequential":
-            from ..prune import pruned_copy
+            from ..pruning import pruned_copy
 
             model, _ = pruned_copy(prepared.model, ratios, prepared.inputs, method=self.method, progress=False)
             try:
@@ -72,7 +72,7 @@ class _Prepared:
         from ..assets.models import load_model
         from ..engine import capture_block_inputs
         from ..evaluate import make_windows, resolve_bos
-        from ..prune import calibration_windows
+        from ..pruning import calibration_windows
 
         self.loaded = load_model(fitness.model)
         self.model = self.loaded.model.eval()
@@ -88,7 +88,7 @@ class _Prepared:
 
     def scores(self, method: str, progress: bool = False) -> dict[str, torch.Tensor]:
         if self._scores is None:
-            from ..prune import layer_scores
+            from ..pruning import layer_scores
 
             self._scores = layer_scores(self.model, self.inputs, method=method, progress=progress)
         return self._scores

@@ -26,7 +26,7 @@ def layer_source(model: nn.Module, calibration: Any = None, *, method: str = "wa
     def source(needs_scores: bool) -> list[Layer]:
         if not needs_scores:
             return model_layers(model)
-        from ..prune import layer_scores
+        from ..pruning import layer_scores
 
         return model_layers(model, layer_scores(model, calibration, method=method, progress=progress))
 
