@@ -103,3 +103,16 @@ def test_bad_settings_are_one_line_errors():
         SearchConfig(strategy="annealing")
     with pytest.raises(KenpruneError, match="--workers"):
         make_executor(ramp_loss, workers=0)
+
+
+def test_each_evaluation_is_a_new_allocation(space):
+    seen = []
+
+    def loss(ratios):
+        seen.append(tuple(np.round(ratios, 9)))
+        return ramp_loss(ratios)
+
+    result = search(space, SequentialExecutor(loss), SearchConfig(strategy="random", budget=40, seed=0),
+                    progress=False)
+    assert len(seen) == result.evaluations == len(set(seen)) == 40
+    assert result.rejected > 0  # random functions often yield NaN or constants on these scores

@@ -30,7 +30,7 @@ def search_allocation(model: str = "smollm2-135m", method: str = "wanda", sparsi
     from .layers import block_scores, block_sizes
     from .mapping import check_lambda, check_target
     from .model import model_layers
-    from .search import AllocationSpace, SearchConfig, search
+    from .search import AllocationSpace, SearchConfig, check_checkpoint, search
 
     METHODS.get(method)
     target = check_target(sparsity)
@@ -42,6 +42,7 @@ def search_allocation(model: str = "smollm2-135m", method: str = "wanda", sparsi
                                 seqlen=eval_seqlen, seed=seed)
     workers = default_workers() if workers is None else workers
     out = Path(out)
+    check_checkpoint(out / CHECKPOINT)
     executor = make_executor(fitness, workers, ray_address)  # first: a bad Ray address fails at once
     try:
         start = time.perf_counter()

@@ -80,11 +80,13 @@ class SearchState:
     evaluations: int = 0
     seconds: float = 0.0
     population: list[str] = field(default_factory=list)  # best first
-    cache: dict[str, dict[str, Any]] = field(default_factory=dict)  # function -> {"fitness"} or {"rejected"}
+    cache: dict[str, dict[str, Any]] = field(default_factory=dict)  # function -> {"fitness"}, {"rejected"}, {"same_as"}
+    allocations: dict[str, str] = field(default_factory=dict)  # rounded ratios -> the function evaluated for them
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def fitness(self, fn: str) -> float:
-        return self.cache[fn].get("fitness", math.inf)
+        entry = self.cache[fn]
+        return self.fitness(entry["same_as"]) if "same_as" in entry else entry.get("fitness", math.inf)
 
 
 @dataclass
@@ -97,6 +99,7 @@ class SearchResult:
     generations: int
     seconds: float
     rejected: int
+    duplicates: int
     history: list[dict[str, Any]]
     top: list[tuple[str, float]]
 
@@ -148,7 +151,8 @@ def search(space: AllocationSpace, executor: Executor, config: SearchConfig, *,
     ratios, _ = space.ratios(parse(best))
     return SearchResult(best=best, fitness=state.fitness(best), ratios=ratios, strategy=config.strategy,
                         evaluations=state.evaluations, generations=state.generation, seconds=state.seconds,
-                        rejected=sum("rejected" in v for v in state.cache.values()), history=state.history,
+                        rejected=sum("rejected" in v for v in state.cache.values()),
+                        duplicates=sum("same_as" in v for v in state.cache.values()), history=state.history,
                         top=[(f, state.fitness(f)) for f in state.population[:5]])
 
 
@@ -167,8 +171,17 @@ def _propose(state: SearchState, space: AllocationSpace, config: SearchConfig, r
         if reason is not None:
             state.cache[key] = {"rejected": reason}
             continue
+        twin = state.allocations.get(_allocation_key(ratios))
+        if twin is not None:  # e.g. a linear post-process: the same ratios, so the same fitness, for free
+            state.cache[key] = {"same_as": twin}
+            continue
+        state.allocations[_allocation_key(ratios)] = key
         out.append((key, ratios))
     return out
+
+
+def _allocation_key(ratios: Sequence[float]) -> str:
+    return ",".join(f"{r:.9f}" for r in ratios)
 
 
 def _breed(state: SearchState, config: SearchConfig, rng: Random) -> Function:
@@ -196,18 +209,31 @@ def _save(path: Path, identity: dict[str, Any], state: SearchState) -> None:
     write_json(path, {"version": CHECKPOINT_VERSION, "identity": identity, "state": asdict(state)})
 
 
-def _load(path: Path, identity: dict[str, Any]) -> SearchState:
+def check_checkpoint(path: str | Path) -> None:
+    """Fail at once (before any expensive setup) if a checkpoint exists but cannot be resumed."""
+    if Path(path).exists():
+        _read(Path(path))
+
+
+def _read(path: Path) -> tuple[dict[str, Any], SearchState]:
     try:
         data = json.loads(path.read_text())
         if data.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"version {data.get('version')!r}, expected {CHECKPOINT_VERSION}")
         state = SearchState(**data["state"])
         _rng_tuple(state.rng)
+        if not isinstance(data["identity"], dict):
+            raise ValueError("no identity")
         if not isinstance(state.cache, dict) or not isinstance(state.population, list):
             raise ValueError("malformed state")
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise KenpruneError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {str(exc)[:80]}); delete it "
                             f"to start over") from None
+    return data, state
+
+
+def _load(path: Path, identity: dict[str, Any]) -> SearchState:
+    data, state = _read(path)
     if _normalise(data["identity"]) != _normalise(identity):
         raise KenpruneError(f"checkpoint {path} belongs to a different search (model, method, sparsity, seed or "
                             f"settings differ); use another --out or delete the checkpoint")
@@ -218,4 +244,4 @@ def _normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
-__all__ = ["AllocationSpace", "SearchConfig", "SearchResult", "SearchState", "STRATEGIES", "search"]
+__all__ = ["AllocationSpace", "SearchConfig", "SearchResult", "SearchState", "STRATEGIES", "check_checkpoint", "search"]
