@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = (
     "listing",
     "eval",
+    "prune",
     "search",
 )
 

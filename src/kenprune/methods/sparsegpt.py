@@ -6,6 +6,9 @@ column spread over the columns not yet processed (lazy batch updates between blo
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 
 from ..errors import KenpruneError
@@ -35,6 +38,18 @@ def _prepared(weight: torch.Tensor, stats: InputStats | None, percdamp: float) -
     return W, Hinv
 
 
+@contextlib.contextmanager
+def _few_threads(device: torch.device) -> Iterator[None]:
+    """One CPU thread for the column loop: its ops are tiny and thread hand-offs cost more than they save."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def score(weight: torch.Tensor, stats: InputStats | None, percdamp: float = PERCDAMP) -> torch.Tensor:
     """SparseGPT's saliency w^2 / [chol(H^-1)]_jj^2 of every weight (before any update)."""
     W, Hinv = _prepared(weight, stats, percdamp)
@@ -47,15 +62,27 @@ def prune(weight: torch.Tensor, stats: InputStats | None, *, sparsity: float, pa
     if group not in ("block", "row"):
         raise KenpruneError(f"SparseGPT compares within 128-column blocks; --group must be block or row, not {group!r}")
     W, Hinv = _prepared(weight, stats, percdamp)
-    rows, cols = W.shape
+    cols = W.shape[1]
     if pattern.is_nm:
         if cols % pattern.m:
             raise KenpruneError(f"a layer has {cols} input columns, not a multiple of M={pattern.m}")
         blocksize = max(pattern.m, blocksize // pattern.m * pattern.m)  # N:M groups never straddle blocks
-    pruned = torch.zeros_like(W, dtype=torch.bool)
+    with _few_threads(W.device):
+        W, pruned = _fasterprune(W.T.contiguous(), Hinv, sparsity, pattern, group, blocksize)
+    return PruneResult(W.to(weight.dtype), pruned)
+
+
+def _fasterprune(WT: torch.Tensor, Hinv: torch.Tensor, sparsity: float, pattern: Pattern, group: str,
+                 blocksize: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SparseGPT's column loop on W^T [in, out] (each column update then touches contiguous memory).
+
+    Returns (W', prune mask), both [out, in].
+    """
+    cols = WT.shape[0]
+    prunedT = torch.zeros_like(WT, dtype=torch.bool)
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
-        W1 = W[:, i1:i2].clone()
+        W1 = WT[i1:i2].clone()
         Q1 = torch.zeros_like(W1)
         Err1 = torch.zeros_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
@@ -63,22 +90,22 @@ def prune(weight: torch.Tensor, stats: InputStats | None, *, sparsity: float, pa
         if pattern.is_nm:
             mask1 = torch.zeros_like(W1, dtype=torch.bool)
         else:
-            saliency = W1.square() / d.square().unsqueeze(0)
-            mask1 = unstructured_mask(saliency, sparsity, "matrix" if group == "block" else "row")
+            saliency = (W1.square() / d.square().unsqueeze(1)).T
+            mask1 = unstructured_mask(saliency, sparsity, "matrix" if group == "block" else "row").T
         for i in range(i2 - i1):
             if pattern.is_nm and i % pattern.m == 0:
-                window = W1[:, i:i + pattern.m].square() / d[i:i + pattern.m].square().unsqueeze(0)
-                mask1[:, i:i + pattern.m] = nm_mask(window, pattern.n, pattern.m)
-            w = W1[:, i]
-            q = w.masked_fill(mask1[:, i], 0)
-            Q1[:, i] = q
-            err = (w - q) / d[i]
-            W1[:, i:] -= err.unsqueeze(1) * Hinv1[i, i:].unsqueeze(0)
-            Err1[:, i] = err
-        W[:, i1:i2] = Q1
-        pruned[:, i1:i2] = mask1
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
-    return PruneResult(W.to(weight.dtype), pruned)
+                window = W1[i:i + pattern.m].square() / d[i:i + pattern.m].square().unsqueeze(1)
+                mask1[i:i + pattern.m] = nm_mask(window.T, pattern.n, pattern.m).T
+            w = W1[i]
+            drop = mask1[i]
+            Q1[i] = w.masked_fill(drop, 0)
+            err = w.masked_fill(~drop, 0).div_(d[i])  # (w - q) / d
+            W1[i:].addr_(Hinv1[i, i:], err, alpha=-1)
+            Err1[i] = err
+        WT[i1:i2] = Q1
+        prunedT[i1:i2] = mask1
+        WT[i2:] -= Hinv[i1:i2, i2:].T @ Err1  # lazy batch update of the later columns
+    return WT.T, prunedT.T
 
 
 METHOD = Method("sparsegpt", HESSIAN, "block", score, prune,
