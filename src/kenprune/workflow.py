@@ -85,13 +85,16 @@ def prune(model: str = "smollm2-135m", *, method: str = "wanda", sparsity: Spars
           pattern: str | None = None, group: str | None = None, calib: str = "wiki:calib", nsamples: int = 128,
           seqlen: int = 512, seed: int = 0, out: str | Path | None = None, eval: str | None = None,
           eval_windows: int | None = None, include_embeddings: bool = False, sparse_dtype: str = "same",
-          batch_size: int = 8, device: str | None = None, progress: bool = True) -> dict[str, Any]:
+          batch_size: int = 8, device: str | None = None, allocation: str | None = None,
+          progress: bool = True) -> dict[str, Any]:
     """Prune a model element-wise (magnitude/wanda/sparsegpt; unstructured or N:M) and report it.
 
     sparsity: one ratio (default 0.5) or per-layer ratios (block index or Linear name -> ratio);
     an N:M pattern fixes it at N/M. eval: `corpus:split` for perplexity before and after (on
     `eval_windows` windows of `seqlen`). out: folder for model/, model.sparse.safetensors and
-    report.json. Returns the report.
+    report.json. allocation: how the sparsity is spread over layers (`uniform`, `global`, `er`,
+    `er-plus`, `owl`, `dsa:FUNCTION` or a `kenprune search` best.json); ratios go in the report.
+    Returns the report.
     """
     from .assets.models import load_model, save_model
     from .formats import save_sparse
@@ -100,6 +103,12 @@ def prune(model: str = "smollm2-135m", *, method: str = "wanda", sparsity: Spars
 
     spec, sparsity = _check(method, sparsity, pattern, nsamples, seqlen, calib, eval, sparse_dtype)
     parsed = Pattern.parse(pattern)
+    if allocation is not None:
+        from .allocate import check_allocation
+
+        if parsed.is_nm or isinstance(sparsity, Mapping):
+            raise KenpruneError("--allocation spreads one --sparsity over layers; drop --pattern N:M or the ratios")
+        check_allocation(allocation)
     timer = StageTimer()
     with timer.stage("load"):
         loaded = load_model(model)
@@ -116,6 +125,15 @@ def prune(model: str = "smollm2-135m", *, method: str = "wanda", sparsity: Spars
             windows = calibration_windows(loaded.tokenizer, calib, nsamples=nsamples, seqlen=seqlen, seed=seed)
         report["calibration"] = {"data": calib, "nsamples": nsamples, "seqlen": seqlen, "seed": seed,
                                  "tokens": nsamples * seqlen, "sampling": "uniform random windows, no BOS"}
+    if allocation is not None:
+        from .allocate import resolve_allocation
+        from .allocate.model import layer_source
+
+        with timer.stage("allocate"):
+            chosen = resolve_allocation(allocation, layer_source(loaded.model, windows, method=method,
+                                                                 progress=progress), sparsity)
+        report["allocation"] = chosen.to_dict()
+        sparsity = chosen.ratios
     with timer.stage("prune"):
         result = prune_model(loaded.model, windows, method=method, sparsity=sparsity, pattern=parsed, group=group,
                              include_embeddings=include_embeddings, device=device, batch_size=batch_size,

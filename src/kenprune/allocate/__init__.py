@@ -91,6 +91,24 @@ def resolve_allocation(spec: str, layers: LayerSource, target: float, *, lam: fl
     return Allocation(spec, target, ratios, {layer.name: layer.numel for layer in layer_list}, options)
 
 
+def check_allocation(spec: str) -> None:
+    """Validate a spec without a model (before anything expensive): one-line errors."""
+    if spec.endswith(".json") or Path(spec).is_file():
+        if not Path(spec).is_file():
+            raise KenpruneError(f"allocation file {spec} does not exist")
+        return
+    name, _, arg = spec.partition(":")
+    allocator = ALLOCATORS.get(name)
+    if name == "dsa":
+        from .dsa import parse
+
+        if not arg:
+            raise KenpruneError("dsa needs a function, e.g. --allocation 'dsa:abslog|var|atan,asin|noop'")
+        parse(arg)
+    else:
+        _parse_options(arg, allocator.options, spec)
+
+
 def _parse_options(arg: str, allowed: tuple[str, ...], spec: str) -> dict[str, float]:
     out = {}
     for item in filter(None, (s.strip() for s in arg.split(","))):
@@ -128,4 +146,4 @@ def _from_file(path: Path, layers: LayerSource, target: float) -> Allocation:
     return Allocation(str(path), target, dict(zip(sizes, map(float, fitted))), sizes, {"file": str(path)})
 
 
-__all__ = ["ALLOCATORS", "Allocation", "Allocator", "Layer", "blocks", "resolve_allocation"]
+__all__ = ["ALLOCATORS", "Allocation", "Allocator", "Layer", "blocks", "check_allocation", "resolve_allocation"]

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sparse-dtype", default="same", help="values dtype in the sparse file: same|float16|bfloat16")
     p.add_argument("--batch-size", type=int, default=8, help="calibration windows per block forward")
     p.add_argument("--device", default=None, help="compute device (default: cuda if present, else cpu)")
+    p.add_argument("--allocation", default=None,
+                   help="spread --sparsity over layers: uniform|global|er|er-plus|owl|dsa:FUNCTION|FILE "
+                        "(a `kenprune search` best.json); default: the same ratio everywhere")
     p.set_defaults(func=run)
 
 
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     report = prune(args.model, method=args.method, sparsity=args.sparsity, pattern=args.pattern, group=args.group,
                    calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed, out=args.out,
                    eval=args.eval, eval_windows=args.eval_windows, include_embeddings=args.include_embeddings,
-                   sparse_dtype=args.sparse_dtype, batch_size=args.batch_size, device=args.device)
+                   sparse_dtype=args.sparse_dtype, batch_size=args.batch_size, device=args.device,
+                   allocation=args.allocation)
     linears = report["block_linears"]
     print(f"{report['method']} {report['pattern']}: block Linears {linears['sparsity']:.4f} sparse "
           f"({linears['zeros']}/{linears['parameters']}), overall {report['overall']['sparsity']:.4f}, "
