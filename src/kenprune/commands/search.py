@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=None, help="also stop after this much search time")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel evaluations; >1 uses local Ray (default: half the cores, at most 4)")
-    p.add_argument("--ray-address", default=None, help="join a Ray cluster (HOST:PORT, ray://HOST:PORT or auto)")
+    p.add_argument("--ray-address", default=None,
+                   help="join a Ray cluster (HOST:PORT, ray://HOST:PORT or auto); every node needs kenprune installed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="search-out", help="folder for checkpoint.json, best.json, search.json")
     p.add_argument("--strategy", default="evolution", choices=["evolution", "random"],
