@@ -19,3 +19,23 @@ def test_bad_allocation_is_one_line(spec, message, capsys):
 def test_allocation_with_nm_pattern_is_refused(capsys):
     assert main(["prune", "--allocation", "owl", "--pattern", "2:4"]) == 2
     assert "--allocation spreads one --sparsity" in capsys.readouterr().err
+
+
+def test_prune_workflow_records_the_allocation(monkeypatch):
+    """The workflow resolves the allocation after calibration and prunes each layer at its ratio."""
+    import kenprune.assets.models as models
+    import kenprune.pruning as pruning
+    from kenprune.testing import random_windows, tiny_causal_lm
+    from kenprune.workflow import prune
+
+    tiny = models.LoadedModel(tiny_causal_lm("llama", layers=4, hidden=32), None, "tiny", "test", models.CAUSAL_LM)
+    monkeypatch.setattr(models, "load_model", lambda name: tiny)
+    monkeypatch.setattr(pruning, "calibration_windows", lambda *a, **k: random_windows(4, 32))
+    report = prune("tiny", method="wanda", sparsity=0.6, allocation="dsa:noop|mean|noop|noop", nsamples=4,
+                   seqlen=32, progress=False)
+    ratios = report["allocation"]["ratios"]
+    assert report["allocation"]["weighted_mean"] == pytest.approx(0.6, abs=1e-12)
+    assert len(set(ratios.values())) > 1
+    for layer in report["layers"]:
+        cols = layer["shape"][1]
+        assert layer["sparsity"] == pytest.approx(int(cols * ratios[layer["name"]]) / cols)
