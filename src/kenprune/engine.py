@@ -46,7 +46,7 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """(qualified name, ModuleList) of the repeated blocks: the largest ModuleList of identical modules."""
     best: tuple[int, str, nn.ModuleList] | None = None
     for name, module in model.named_modules():
-        if not isinstance(module, nn.ModuleList) or len(module) < 2:
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
             continue
         if len({_signature(child) for child in module}) != 1:
             continue
