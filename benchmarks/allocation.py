@@ -126,7 +126,15 @@ def main() -> int:
     setup = prepared(fitness)
     loaded = setup.loaded
     layers = model_layers(loaded.model, setup.scores(args.method, progress=True))
-    rows, searches, record = [], {}, {}
+    rows, searches = [], {}
+    record = {"benchmark": "allocation", "model": args.model, "method": args.method,
+              "final_protocol": {"data": "wiki:test", "seqlen": args.seqlen, "windows": args.test_windows or "all",
+                                 "pruning": "sequential engine",
+                                 "calibration": {"data": "wiki:calib", "samples": args.calib_samples,
+                                                 "seqlen": args.calib_seqlen, "seed": args.seed}},
+              "search_protocol": {**fitness.to_dict(), "budget": args.budget, "population": args.population,
+                                  "children": args.children},
+              "config": vars(args), "rows": rows, "searches": searches, "complete": False, **provenance.record()}
     for target in args.sparsities:
         for strategy in ("evolution", "random"):
             with tempfile.TemporaryDirectory() as tmp:
@@ -138,22 +146,17 @@ def main() -> int:
                                         eval_seqlen=args.eval_seqlen, progress=True)
                 res["wall_seconds"] = time.perf_counter() - start
             searches[f"{strategy}@{target}"] = res
+            write_json(args.out, record)  # partial results survive an interrupted run
         specs = BASELINES + [f"dsa:{searches[f'{s}@{target}']['function']}" for s in ("evolution", "random")]
         names = ["uniform", "global", "ER", "OWL", "DSA published", "DSA searched (evolution)", "DSA random search"]
         for name, spec in zip(names, specs):
             row = {"allocation": name, "sparsity": target, **final_check(loaded, setup, spec, target, args)}
             rows.append(row)
+            write_json(args.out, record)
             print(f"  {name:26s} {target:.2f} {row.get('perplexity', float('nan')):10.2f} {spec}", file=sys.stderr)
     space = AllocationSpace(block_scores(layers), block_sizes(layers), args.sparsities[-1])
     record["throughput"] = throughput(fitness, space, args)
-    record.update({"benchmark": "allocation", "model": args.model, "method": args.method,
-                   "final_protocol": {"data": "wiki:test", "seqlen": args.seqlen,
-                                      "windows": args.test_windows or "all", "pruning": "sequential engine",
-                                      "calibration": {"data": "wiki:calib", "samples": args.calib_samples,
-                                                      "seqlen": args.calib_seqlen, "seed": args.seed}},
-                   "search_protocol": {**fitness.to_dict(), "budget": args.budget, "population": args.population,
-                                       "children": args.children},
-                   "config": vars(args), "rows": rows, "searches": searches, **provenance.record()})
+    record["complete"] = True
     write_json(args.out, record)
     print_table(rows, record)
     print(f"wrote {args.out}")
