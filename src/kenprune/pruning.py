@@ -98,7 +98,7 @@ def prune_model(model: nn.Module, calibration: Calibration = None, *, method: st
     targets = layer_targets(model, sparsity, pattern)
     if spec.statistic == NO_STATISTIC:
         for name, module in model.named_modules():
-            if targets.get(name, 0.0) > 0 or (pattern.is_nm and name in targets):
+            if targets.get(name, 0.0) > 0:
                 _prune_layer(spec, module, None, targets[name], pattern, group)
     else:
         inputs = _inputs(model, calibration, batch_size)
@@ -109,9 +109,10 @@ def prune_model(model: nn.Module, calibration: Calibration = None, *, method: st
             stats = step.collect(spec.statistic)
             for name, module in todo.items():
                 _prune_layer(spec, module, stats[name], targets[name], pattern, group)
-    if include_embeddings:
-        prune_embeddings(model, float(pattern.sparsity or (sparsity if not isinstance(sparsity, Mapping) else 0.5)))
     report = sparsity_report(model)
+    if include_embeddings:  # at the block Linears' overall sparsity
+        prune_embeddings(model, report["block_linears"]["sparsity"])
+        report = sparsity_report(model)
     report["targets"] = {"method": method, "pattern": str(pattern), "group": group,
                          "sparsity": sparsity if not isinstance(sparsity, Mapping) else "per-layer",
                          "include_embeddings": include_embeddings}
