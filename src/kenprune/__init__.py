@@ -30,6 +30,22 @@ _EXPORTS = {
     "structured_prune": "kenprune.structured.api:structured_prune",
     "recover": "kenprune.structured.api:recover",
     "measure_latency": "kenprune.latency:measure_latency",
+    "prune": "kenprune.workflow:prune",
+    "METHODS": "kenprune.methods:METHODS",
+    "save_sparse": "kenprune.formats:save_sparse",
+    "load_sparse": "kenprune.formats:load_sparse",
+    "load_sparse_model": "kenprune.formats:load_sparse_model",
+    "find_blocks": "kenprune.engine:find_blocks",
+    "capture_block_inputs": "kenprune.engine:capture_block_inputs",
+    "sequential_blocks": "kenprune.engine:sequential_blocks",
+    "calibration_windows": "kenprune.pruning:calibration_windows",
+    "prune_model": "kenprune.pruning:prune_model",
+    "pruned_copy": "kenprune.pruning:pruned_copy",
+    "layer_scores": "kenprune.pruning:layer_scores",
+    "sparsity_report": "kenprune.pruning:sparsity_report",
+    "search_allocation": "kenprune.allocate.api:search_allocation",
+    "resolve_allocation": "kenprune.allocate:resolve_allocation",
+    "ALLOCATORS": "kenprune.allocate:ALLOCATORS",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "finetune",
     "ken",
     "recover",
+    "prune",
+    "search",
 )
 
 

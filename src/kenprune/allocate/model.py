@@ -1,0 +1,33 @@
+"""The adapter between allocators and a model: its block Linears as `Layer`s, scored lazily."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from ..engine import block_linears, find_blocks, linear_weight
+from .layers import Layer
+
+
+def model_layers(model: nn.Module, scores: Mapping[str, torch.Tensor] | None = None) -> list[Layer]:
+    """Every Linear of the model's repeated blocks, in order, with its scores when given."""
+    blocks_name, blocks = find_blocks(model)
+    layers = []
+    for i, block in enumerate(blocks):
+        for name, module in block_linears(block, f"{blocks_name}.{i}" if blocks_name else str(i)).items():
+            layers.append(Layer(name, i, tuple(linear_weight(module).shape), None if scores is None else scores[name]))
+    return layers
+
+
+def layer_source(model: nn.Module, calibration: Any = None, *, method: str = "wanda",
+                 progress: bool = True) -> Callable[[bool], list[Layer]]:
+    """For `resolve_allocation`: the layers, with a dense scoring pass only if the allocator needs one."""
+    def source(needs_scores: bool) -> list[Layer]:
+        if not needs_scores:
+            return model_layers(model)
+        from ..pruning import layer_scores
+
+        return model_layers(model, layer_scores(model, calibration, method=method, progress=progress))
+
+    return source

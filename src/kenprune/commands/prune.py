@@ -1,0 +1,54 @@
+"""`kenprune prune`: element-wise pruning (magnitude, Wanda, SparseGPT; unstructured or N:M) of an LLM."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..methods import METHODS
+
+    p = subparsers.add_parser("prune", help="prune an LLM block by block and save files that shrink")
+    p.add_argument("--model", default="smollm2-135m", help="registry name, local folder or hub id")
+    p.add_argument("--method", default="wanda", help=f"one of: {', '.join(METHODS.names())} (default wanda)")
+    p.add_argument("--sparsity", type=float, default=None, help="fraction of weights zeroed, in [0, 1) (default 0.5)")
+    p.add_argument("--pattern", default=None, help="unstructured (default) or N:M, e.g. 2:4 (N of every M zeroed)")
+    p.add_argument("--group", default=None,
+                   help="comparison group: magnitude matrix|row, wanda row|matrix, sparsegpt block|row")
+    p.add_argument("--calib", default="wiki:calib", help="calibration data CORPUS:SPLIT (default wiki:calib)")
+    p.add_argument("--nsamples", type=int, default=128, help="calibration windows (default 128)")
+    p.add_argument("--seqlen", type=int, default=512, help="tokens per calibration/eval window (default 512)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder: model/, model.sparse.safetensors, report.json")
+    p.add_argument("--eval", default=None, help="perplexity before/after on CORPUS:SPLIT, e.g. wiki:test")
+    p.add_argument("--eval-windows", type=int, default=None, help="evaluate only the first N windows")
+    p.add_argument("--include-embeddings", action="store_true",
+                   help="also prune embeddings and LM head (magnitude, per row)")
+    p.add_argument("--sparse-dtype", default="same", help="values dtype in the sparse file: same|float16|bfloat16")
+    p.add_argument("--batch-size", type=int, default=8, help="calibration windows per block forward")
+    p.add_argument("--device", default=None, help="compute device (default: cuda if present, else cpu)")
+    p.add_argument("--allocation", default=None,
+                   help="spread --sparsity over layers: uniform|global|er|er-plus|owl|dsa:FUNCTION|FILE "
+                        "(a `kenprune search` best.json); default: the same ratio everywhere")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..workflow import prune
+
+    report = prune(args.model, method=args.method, sparsity=args.sparsity, pattern=args.pattern, group=args.group,
+                   calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed, out=args.out,
+                   eval=args.eval, eval_windows=args.eval_windows, include_embeddings=args.include_embeddings,
+                   sparse_dtype=args.sparse_dtype, batch_size=args.batch_size, device=args.device,
+                   allocation=args.allocation)
+    linears = report["block_linears"]
+    print(f"{report['method']} {report['pattern']}: block Linears {linears['sparsity']:.4f} sparse "
+          f"({linears['zeros']}/{linears['parameters']}), overall {report['overall']['sparsity']:.4f}, "
+          f"prune {report['seconds']['prune']:.1f} s, peak RSS {report['peak_rss_bytes'] / 2**20:.0f} MiB")
+    if "after" in report:
+        print(f"perplexity {report['before']['perplexity']:.3f} -> {report['after']['perplexity']:.3f}")
+    if "files" in report:
+        files = report["files"]
+        print(f"dense folder {files['dense_folder_bytes'] / 2**20:.1f} MiB, sparse file "
+              f"{files['sparse_file_bytes'] / 2**20:.1f} MiB ({files['sparse_vs_dense_same_dtype']:.3f}x dense)")
+        print(f"wrote {args.out}")
+    return 0

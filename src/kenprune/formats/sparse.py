@@ -1,0 +1,174 @@
+"""A safetensors file that really shrinks: bitmask + nonzero values, or N:M values + small indices.
+
+Each floating tensor is stored in the smallest of three encodings (N:M wins whenever the
+caller names the pattern and the tensor fits it):
+  dense    NAME                                   the tensor itself
+  bitmask  NAME::mask (1 bit/element, row-major)  + NAME::values (the nonzeros, in order)
+  nm       NAME::values [rows, cols/M, M-N]       + NAME::index (ceil(log2 M) bits per kept weight)
+           (`nm-transposed`: the same for a weight stored [in, out], GPT-2's Conv1D)
+Shared tensors (tied embeddings) are stored once. The metadata key `kenprune` holds a JSON
+manifest (encodings, shapes, dtypes, aliases, the model config), so `load_sparse_model`
+rebuilds the dense model: every tensor equal to the one saved.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import KenpruneError
+from ..fileio import atomic_file
+from .bits import index_width, pack_bits, unpack_bits
+
+FORMAT = "kenprune-sparse"
+VERSION = 1
+DENSE, BITMASK, NM, NM_TRANSPOSED = "dense", "bitmask", "nm", "nm-transposed"
+
+
+def _bitmask(t: torch.Tensor) -> dict[str, torch.Tensor]:
+    keep = t != 0
+    return {"mask": pack_bits(keep, 1), "values": t[keep]}
+
+
+def _nm(t: torch.Tensor, n: int, m: int) -> dict[str, torch.Tensor] | None:
+    """N:M packing of a 2-D tensor, or None when some group has more than M-N nonzeros."""
+    if t.dim() != 2 or t.shape[1] % m:
+        return None
+    groups = t.reshape(t.shape[0], -1, m)
+    nonzero = groups != 0
+    if int(nonzero.sum(dim=-1).max()) > m - n:
+        return None
+    # the kept slots: every nonzero, topped up with zeros, in position order
+    order = torch.sort((~nonzero).to(torch.uint8), dim=-1, stable=True).indices[..., : m - n]
+    index = torch.sort(order, dim=-1).values
+    return {"values": torch.gather(groups, -1, index), "index": pack_bits(index, index_width(m))}
+
+
+def _encode(t: torch.Tensor, nm: tuple[int, int] | None) -> tuple[str, dict[str, torch.Tensor]]:
+    dense_bytes = t.numel() * t.element_size()
+    if not t.is_floating_point() or t.dim() < 2:
+        return DENSE, {"": t}
+    if nm is not None:
+        for encoding, view in ((NM, t), (NM_TRANSPOSED, t.T)):  # GPT-2's Conv1D stores [in, out]
+            packed = _nm(view, *nm) if view.dim() == 2 else None
+            if packed is not None and sum(p.numel() * p.element_size() for p in packed.values()) < dense_bytes:
+                return encoding, packed
+    nonzeros = int((t != 0).sum())
+    if nonzeros * t.element_size() + (t.numel() + 7) // 8 < dense_bytes:
+        return BITMASK, _bitmask(t)
+    return DENSE, {"": t}
+
+
+def _decode(entry: Mapping[str, Any], parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    shape = entry["shape"]
+    numel = 1
+    for s in shape:
+        numel *= s
+    if entry["encoding"] == DENSE:
+        return parts[""]
+    if entry["encoding"] == BITMASK:
+        keep = unpack_bits(parts["mask"], 1, numel).bool()
+        out = torch.zeros(numel, dtype=parts["values"].dtype)
+        out[keep] = parts["values"]
+        return out.view(shape)
+    if entry["encoding"] in (NM, NM_TRANSPOSED):
+        m = entry["m"]
+        values = parts["values"]
+        index = unpack_bits(parts["index"], index_width(m), values.numel()).long().view(values.shape)
+        out = torch.zeros(values.shape[0], values.shape[1], m, dtype=values.dtype)
+        out = out.scatter_(-1, index, values).view(values.shape[0], -1)
+        return (out.T if entry["encoding"] == NM_TRANSPOSED else out).contiguous().view(shape)
+    raise KenpruneError(f"unknown encoding {entry['encoding']!r}; the file needs a newer kenprune")
+
+
+def save_sparse(state: Mapping[str, torch.Tensor] | torch.nn.Module, path: str | Path, *,
+                nm: tuple[int, int] | None = None, dtype: torch.dtype | None = None,
+                config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write a compressed state dict (atomically); returns the manifest with per-encoding byte counts.
+
+    nm: (N, M) to pack N:M-sparse matrices as values + indices; dtype: cast floating values
+    (e.g. torch.float16); config: the model config dict (taken from a module's `.config`).
+    """
+    model_class = None
+    if isinstance(state, torch.nn.Module):
+        config = config if config is not None else state.config.to_dict() if hasattr(state, "config") else None
+        model_class = type(state).__name__
+        state = state.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    entries: dict[str, Any] = {}
+    aliases: dict[str, str] = {}
+    owners: dict[tuple, str] = {}
+    for name, t in state.items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
+        if t.numel() and key in owners:
+            aliases[name] = owners[key]
+            continue
+        owners[key] = name
+        t = t.detach().cpu()
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        encoding, parts = _encode(t, nm)
+        entries[name] = {"encoding": encoding, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+        if encoding in (NM, NM_TRANSPOSED):
+            entries[name].update(n=nm[0], m=nm[1])
+        for part, value in parts.items():
+            tensors[f"{name}::{part}" if part else name] = value.contiguous()
+    manifest = {"format": FORMAT, "version": VERSION, "tensors": entries, "aliases": aliases, "config": config,
+                "model_class": model_class}
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"kenprune": json.dumps(manifest)})
+    counts: dict[str, int] = {}
+    for entry in entries.values():
+        counts[entry["encoding"]] = counts.get(entry["encoding"], 0) + 1
+    return {"path": str(path), "bytes": Path(path).stat().st_size, "tensors_by_encoding": counts,
+            "nm": list(nm) if nm else None, "dtype": str(dtype).removeprefix("torch.") if dtype else None}
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise KenpruneError(f"{path} is not a readable safetensors file ({exc})") from None
+    manifest = json.loads(meta.get("kenprune", "null") or "null")
+    if not manifest or manifest.get("format") != FORMAT:
+        raise KenpruneError(f"{path} is not a kenprune sparse file (save it with kenprune prune)")
+    return manifest
+
+
+def load_sparse(path: str | Path) -> dict[str, torch.Tensor]:
+    """The dense state dict stored in a sparse file (aliases point at the same tensor)."""
+    manifest = read_manifest(path)
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt") as f:
+        for name, entry in manifest["tensors"].items():
+            prefix = f"{name}::"
+            parts = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+            if entry["encoding"] == DENSE:
+                parts = {"": f.get_tensor(name)}
+            state[name] = _decode(entry, parts)
+    for alias, target in manifest["aliases"].items():
+        state[alias] = state[target]
+    return state
+
+
+def load_sparse_model(path: str | Path) -> torch.nn.Module:
+    """Rebuild the Hugging Face model saved with `save_sparse(model, ...)`, dense, in eval mode."""
+    import transformers
+
+    manifest = read_manifest(path)
+    config = manifest.get("config")
+    class_name = manifest.get("model_class") or ((config or {}).get("architectures") or [None])[0]
+    if not config or not class_name:
+        raise KenpruneError(f"{path} holds no model config; load its tensors with load_sparse()")
+    config_obj = transformers.AutoConfig.for_model(**config)
+    model_class = getattr(transformers, class_name)
+    model = model_class(config_obj)
+    state = load_sparse(path)
+    dtype = next(t.dtype for t in state.values() if t.is_floating_point())
+    model.to(dtype).load_state_dict(state, strict=True)
+    return model.eval()
