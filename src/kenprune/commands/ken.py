@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .report import write_report_quietly
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..ken import SELECTIONS
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         ev = res["eval"]
         print(f"optimized model {ev['metric']} on {ev['data']}: {ev['value']:.4f}")
     print(f"wrote {args.out}")
+    write_report_quietly(args.out)
     return 0
 
 

@@ -3,20 +3,28 @@ from __future__ import annotations
 
 import argparse
 
+from ..structured.cli import add_arguments as add_structured_arguments
+from .report import write_report_quietly as _write_report
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..methods import METHODS
 
     p = subparsers.add_parser("prune", help="prune an LLM block by block and save files that shrink")
     p.add_argument("--model", default="smollm2-135m", help="registry name, local folder or hub id")
-    p.add_argument("--method", default="wanda", help=f"one of: {', '.join(METHODS.names())} (default wanda)")
+    p.add_argument("--method", default="wanda",
+                   help=f"one of: {', '.join(METHODS.names())}, structured (default wanda)")
     p.add_argument("--sparsity", type=float, default=None, help="fraction of weights zeroed, in [0, 1) (default 0.5)")
     p.add_argument("--pattern", default=None, help="unstructured (default) or N:M, e.g. 2:4 (N of every M zeroed)")
     p.add_argument("--group", default=None,
                    help="comparison group: magnitude matrix|row, wanda row|matrix, sparsegpt block|row")
     p.add_argument("--calib", default="wiki:calib", help="calibration data CORPUS:SPLIT (default wiki:calib)")
-    p.add_argument("--nsamples", type=int, default=128, help="calibration windows (default 128)")
-    p.add_argument("--seqlen", type=int, default=512, help="tokens per calibration/eval window (default 512)")
+    p.add_argument("--nsamples", type=int, default=None,
+                   help="calibration windows (default 128; structured: 10, as LLM-Pruner)")
+    p.add_argument("--seqlen", type=int, default=None,
+                   help="tokens per calibration/eval window (default 512; structured: 128 for gradients)")
+    p.add_argument("--eval-seqlen", type=int, default=None,
+                   help="structured only: tokens per evaluation window (default 512)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder: model/, model.sparse.safetensors, report.json")
     p.add_argument("--eval", default=None, help="perplexity before/after on CORPUS:SPLIT, e.g. wiki:test")
@@ -29,11 +37,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allocation", default=None,
                    help="spread --sparsity over layers: uniform|global|er|er-plus|owl|dsa:FUNCTION|FILE "
                         "(a `kenprune search` best.json); default: the same ratio everywhere")
+    add_structured_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.method == "structured":
+        from ..structured.cli import run as run_structured
+
+        args.nsamples = args.nsamples or 10
+        args.seqlen = args.seqlen or 128
+        args.eval_seqlen = args.eval_seqlen or 512
+        code = run_structured(args)
+        _write_report(args.out)
+        return code
     from ..workflow import prune
+
+    args.nsamples = args.nsamples or 128
+    args.seqlen = args.seqlen or 512
 
     report = prune(args.model, method=args.method, sparsity=args.sparsity, pattern=args.pattern, group=args.group,
                    calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed, out=args.out,
@@ -51,4 +72,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"dense folder {files['dense_folder_bytes'] / 2**20:.1f} MiB, sparse file "
               f"{files['sparse_file_bytes'] / 2**20:.1f} MiB ({files['sparse_vs_dense_same_dtype']:.3f}x dense)")
         print(f"wrote {args.out}")
+        _write_report(args.out)
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .report import write_report_quietly
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("recover", help="recover a pruned model with LoRA (merged back into the weights)")
@@ -35,4 +37,5 @@ def run(args: argparse.Namespace) -> int:
     if p["data"]:
         print(f"perplexity {p['data']}: {p['before']:.3f} -> {p['after']:.3f}")
     print(f"wrote {report['out']}")
+    write_report_quietly(report["out"])
     return 0

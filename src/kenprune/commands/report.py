@@ -29,3 +29,18 @@ def run(args: argparse.Namespace) -> int:
     out = write_report(args.run_dirs, out=args.out)
     print(f"report written: open {out.resolve().as_uri()}")
     return 0
+
+
+def write_report_quietly(run_dir) -> None:
+    """The report every run command writes at its end; a run that succeeded never fails on its report."""
+    if run_dir is None:
+        return
+    try:
+        require_matplotlib()
+        from ..report import write_report
+
+        out = write_report([run_dir])
+    except KenpruneError as exc:
+        print(f"kenprune: no report written ({exc})")
+        return
+    print(f"report: {out.resolve().as_uri()}")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .report import write_report_quietly
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="search a DSA allocation function (evolution or random, Ray-parallel)")
@@ -49,4 +51,5 @@ def run(args: argparse.Namespace) -> int:
           f"({result['fitness_protocol']['data']} perplexity, {res['evaluations']} evaluations, "
           f"{res['generations']} generations, {res['seconds']:.1f} s)")
     print(f"prune with: kenprune prune --allocation {args.out}/best.json  (or --allocation 'dsa:{result['function']}')")
+    write_report_quietly(args.out)
     return 0
