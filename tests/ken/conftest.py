@@ -1,12 +1,7 @@
 """A real (pre-trained, fine-tuned) minilm-l6 pair on pang-lee, fine-tuned once per session for a few steps."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # the row-by-row reference implementation
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reference import ken_rows_reference
+from .reference import ken_rows_reference
 
 from kenprune.ken.kernels import KERNELS
 from kenprune.ken.select import ken_mask, ken_merge, ken_rows, ken_tensor, rounded_density, grid_points
@@ -101,7 +101,7 @@ def test_reference_matches_numpy_linspace_grid():
 def test_matches_the_official_scikit_learn_code_path(kernel):
     """On rows without duplicates, the official code (sklearn KDE, value membership) keeps the same entries."""
     pytest.importorskip("sklearn")
-    from reference import ken_row_official
+    from .reference import ken_row_official
 
     rows = torch.randn(6, 300, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 0.04
     fast = ken_rows(rows, 75, kernel)
