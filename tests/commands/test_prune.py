@@ -46,7 +46,7 @@ def test_prune_command_end_to_end_on_the_real_model(tmp_path, capsys):
     (["--pattern", "4:2"], "0 < N < M"),
     (["--pattern", "2.5:4"], "0 < N < M"),
     (["--pattern", "2:4", "--sparsity", "0.7"], "fixes the sparsity"),
-    (["--method", "obs"], "choose one of: magnitude, wanda, sparsegpt"),
+    (["--method", "obs"], "choose one of: magnitude, wanda, sparsegpt, structured"),
     (["--calib", "nowhere:calib"], "unknown corpus"),
     (["--nsamples", "4000", "--seqlen", "512"], "lower --nsamples or --seqlen"),
 ])

@@ -51,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
         code = run_structured(args)
         _write_report(args.out)
         return code
+    from ..errors import KenpruneError
+    from ..methods import METHODS
     from ..workflow import prune
 
+    if args.method not in METHODS:
+        raise KenpruneError(f"unknown method {args.method!r}; choose one of: {', '.join(METHODS.names())}, structured")
     args.nsamples = args.nsamples or 128
     args.seqlen = args.seqlen or 512
 
