@@ -49,7 +49,7 @@ def main() -> None:
 
     from kenprune.assets.models import load_model
     from kenprune.evaluate import perplexity
-    from kenprune.latency import compare_latency
+    from kenprune.latency import compare_latency, latency_row
     from kenprune.measure import path_bytes
     from kenprune.protocol import PerplexityProtocol
     from kenprune.structured.io import save_structured
@@ -93,13 +93,7 @@ def main() -> None:
                 if importance == args.importances[0]:  # widths are the same for every importance
                     d, p, s = compare_latency(dense.model, loaded.model, rounds=args.latency_rounds,
                                               decode_tokens=args.decode_tokens)
-                    latency.append({"ratio": ratio, "widths": row["widths"],
-                                    "dense_prefill_s": d["prefill_seconds"], "pruned_prefill_s": p["prefill_seconds"],
-                                    "prefill_speedup": s["prefill_measured"], "prefill_ideal": s["prefill_ideal"],
-                                    "dense_decode_tok_s": d["decode_tokens_per_second"],
-                                    "pruned_decode_tok_s": p["decode_tokens_per_second"],
-                                    "decode_speedup": s["decode_measured"], "decode_ideal": s["decode_ideal"],
-                                    "decode_vs_ideal": s["decode_measured"] / s["decode_ideal"]})
+                    latency.append({"ratio": ratio, "widths": row["widths"], **latency_row(d, p, s)})
                     log(f"ratio {ratio} latency: decode {s['decode_measured']:.2f}x (ideal {s['decode_ideal']:.2f}x)")
                 training = lora_recover(loaded, args.lora_data, settings, progress=False)
                 row.update(ppl_lora=ppl(loaded), lora_loss_first=training["loss_first_tenth"],

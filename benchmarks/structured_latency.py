@@ -32,7 +32,7 @@ def main() -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from kenprune.assets.models import LoadedModel
-    from kenprune.latency import compare_latency
+    from kenprune.latency import compare_latency, latency_row
     from kenprune.structured.plan import PrunePlan
     from kenprune.structured.prune import prune_structured
 
@@ -55,12 +55,7 @@ def main() -> None:
             w = result.widths_after[0]
             rows.append({"ratio": ratio, "threads": threads, "widths": f"{w.heads}h/{w.intermediate}",
                          "block_removed": 1 - result.block_parameters_after / result.block_parameters_before,
-                         "dense_prefill_s": d["prefill_seconds"], "pruned_prefill_s": p["prefill_seconds"],
-                         "prefill_speedup": s["prefill_measured"], "prefill_ideal": s["prefill_ideal"],
-                         "dense_decode_tok_s": d["decode_tokens_per_second"],
-                         "pruned_decode_tok_s": p["decode_tokens_per_second"],
-                         "decode_speedup": s["decode_measured"], "decode_ideal": s["decode_ideal"],
-                         "decode_vs_ideal": s["decode_measured"] / s["decode_ideal"]})
+                         **latency_row(d, p, s)})
             print(f"[{time.perf_counter() - start:6.1f} s] ratio {ratio} threads {threads} done", flush=True)
     print_table(rows, list(rows[0]))
     goal = all(r["decode_vs_ideal"] >= 0.8 for r in rows)

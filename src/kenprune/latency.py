@@ -107,3 +107,13 @@ def speedup(dense: dict[str, Any], pruned: dict[str, Any]) -> dict[str, float]:
             "prefill_ideal": dense["macs_prefill"] / pruned["macs_prefill"],
             "decode_measured": pruned["decode_tokens_per_second"] / dense["decode_tokens_per_second"],
             "decode_ideal": dense["macs_decode_token"] / pruned["macs_decode_token"]}
+
+
+def latency_row(dense: dict[str, Any], pruned: dict[str, Any], ratios: dict[str, float]) -> dict[str, float]:
+    """The flat table row benchmarks report for one `compare_latency` result."""
+    return {"dense_prefill_s": dense["prefill_seconds"], "pruned_prefill_s": pruned["prefill_seconds"],
+            "prefill_speedup": ratios["prefill_measured"], "prefill_ideal": ratios["prefill_ideal"],
+            "dense_decode_tok_s": dense["decode_tokens_per_second"],
+            "pruned_decode_tok_s": pruned["decode_tokens_per_second"],
+            "decode_speedup": ratios["decode_measured"], "decode_ideal": ratios["decode_ideal"],
+            "decode_vs_ideal": ratios["decode_measured"] / ratios["decode_ideal"]}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,5 +37,3 @@ def run(args: argparse.Namespace) -> int:
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")[-60:]
 
-
-__all__ = ["register", "run", "json"]
