@@ -56,6 +56,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--test-windows", type=int, default=0, help="wiki:test windows of the final check (0: all)")
     p.add_argument("--seqlen", type=int, default=512, help="final-protocol window length")
     p.add_argument("--workers", type=int, default=2, help="Ray workers for the throughput comparison")
+    p.add_argument("--search-workers", type=int, default=2, help="Ray workers evaluating each search (1: sequential)")
     p.add_argument("--throughput-evals", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="budget 4, 2 proxy windows, 4 test windows, 60 %% only")
@@ -139,7 +140,7 @@ def main() -> int:
         for strategy in ("evolution", "random"):
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                res = search_allocation(args.model, args.method, target, budget=args.budget, workers=1,
+                res = search_allocation(args.model, args.method, target, budget=args.budget, workers=args.search_workers,
                                         seed=args.seed, out=tmp, strategy=strategy, population=args.population,
                                         children=args.children, calib_samples=args.calib_samples,
                                         calib_seqlen=args.calib_seqlen, eval_windows=args.eval_windows,

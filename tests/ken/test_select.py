@@ -7,7 +7,8 @@ import torch
 from .reference import ken_rows_reference
 
 from kenprune.ken.kernels import KERNELS
-from kenprune.ken.select import ken_mask, ken_merge, ken_rows, ken_tensor, rounded_density, grid_points
+from kenprune.ken.native import NORMS, _grid, _rounded_density
+from kenprune.ken.select import ken_mask, ken_merge, ken_rows, ken_tensor, selection_threads
 
 
 def assert_same(rows: torch.Tensor, k: int, kernel: str = "gaussian") -> torch.Tensor:
@@ -47,8 +48,8 @@ def test_constant_rows_keep_their_first_indices_without_nans():
     rows = torch.full((3, 10), 0.7)
     mask = assert_same(rows, 4)
     assert mask[:, :4].all() and not mask[:, 4:].any()
-    grid = grid_points(rows[:, 0], rows[:, 0], 4)
-    assert torch.equal(rounded_density(rows, grid), torch.zeros(3, 4))
+    row = rows[0].double().numpy()
+    assert np.array_equal(_rounded_density(row, _grid(0.7, 0.7, 4), 0.0, 0, NORMS[0]), np.zeros(4))
 
 
 def test_rows_with_many_values_per_row_use_the_binned_density(smollm2):
@@ -90,11 +91,28 @@ def test_tensor_level_inputs_untouched_and_merge():
     assert ken_merge(pre[0], vector, ken_mask(vector, 40)).equal(vector)  # k > n keeps everything
 
 
-def test_reference_matches_numpy_linspace_grid():
-    lo, hi = torch.tensor([-0.3, 1.0], dtype=torch.float64), torch.tensor([0.7, 1.0], dtype=torch.float64)
-    grid = grid_points(lo, hi, 7)
-    assert np.array_equal(grid[0].numpy(), np.linspace(-0.3, 0.7, 7))
-    assert np.array_equal(grid[1].numpy(), np.linspace(1.0, 1.0, 7))
+def test_grid_is_numpy_linspace_bit_for_bit():
+    for lo, hi, k in ((-0.3, 0.7, 7), (1.0, 1.0, 7), (-0.0123, 0.0456, 144), (2.5, 2.5, 1)):
+        assert np.array_equal(_grid(lo, hi, k), np.linspace(lo, hi, k))
+
+
+def test_rows_with_outliers_and_crowded_buckets():
+    """A far outlier crowds every other value into one sort bucket and makes the binned grid huge."""
+    gen = torch.Generator().manual_seed(6)
+    rows = torch.randn(8, 200, generator=gen, dtype=torch.float64) * 0.02
+    rows[:, 7] = 50.0
+    rows[1, 3] = -1e6
+    for k in (16, 50, 150):
+        assert_same(rows, k)
+
+
+def test_threads_do_not_change_the_result():
+    rows = torch.randn(300, 64, generator=torch.Generator().manual_seed(7)) * 0.05
+    with selection_threads(1):
+        one = ken_rows(rows, 16)
+    with selection_threads(2):
+        two = ken_rows(rows, 16)
+    assert torch.equal(one, two)
 
 
 @pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])

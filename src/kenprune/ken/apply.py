@@ -1,12 +1,11 @@
 """KEN on whole models: which tensors, tied weights once, the optimized model, and rebuilding it.
 
 The math lives in `select.py` (pure, per row); this module only maps model tensors to rows and back.
-Tensors with the same row length and kept count are processed together, so the vectorised greedy
-runs over the rows of many tensors at once.
+Tensors with the same row length and kept count are processed together, so the compiled selection
+runs over the rows of many tensors at once, in parallel.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import fnmatch
 import math
@@ -19,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..errors import KenpruneError
 from . import SELECTIONS
-from .select import as_rows, ken_rows
+from .select import as_rows, ken_rows, selection_threads
 
 _BLOCK_NAME = re.compile(r"(^|\.)\d+(\.|$)")
 
@@ -128,26 +127,13 @@ MaskFn = Callable[[torch.Tensor, int], torch.Tensor]  # ([rows, n] fine-tuned va
 
 def select_masks(finetuned: dict[str, torch.Tensor], names: list[str], k: KSpec | int | float | str, *,
                  kernel: str = "gaussian", mask_fn: MaskFn | None = None, max_elements: int = 1 << 23,
-                 threads: int | None = 1, progress: bool = True) -> KenSelection:
+                 threads: int | None = None, progress: bool = True) -> KenSelection:
     """Kept masks for the named tensors; tensors with equal (row length, k) are batched together.
 
-    threads: torch threads during selection (default 1: its many small tensor ops lose more to thread
-    synchronisation than they gain, badly so on a shared machine; None keeps torch's setting).
+    threads: threads for the compiled selection (None: all cores; rows are independent).
     """
-    with torch_threads(threads):
+    with selection_threads(threads):
         return _select_masks(finetuned, names, k, kernel, mask_fn, max_elements, progress)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Temporarily set torch's intra-op thread count."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _select_masks(finetuned: dict[str, torch.Tensor], names: list[str], k: KSpec | int | float | str,
