@@ -1,78 +1,52 @@
 """Benchmark: magnitude vs Wanda vs SparseGPT on smollm2-135m at 50 %, 4:8, 2:4, 60 %, 70 %.
 
-Each row prunes a fresh copy of the dense model (block-0 inputs captured once and shared; they
-do not depend on the pruning) and reports perplexity on wiki:test, pruning time, peak RSS
-during pruning (sampled), the exact block-Linear sparsity and the size of the sparse file with
-fp16 values against the dense fp16 tensors. The dense model is the baseline of the same run.
-Rows are appended to the JSON as they finish, so an interrupted run keeps what it measured.
+Every row is one real `kenprune prune` run in its own process, exactly as a user would type it
+(fp16 sparse file, perplexity after pruning), so its peak RSS is the command's own (the
+kernel's ru_maxrss for that process) and its file sizes are the files it wrote. The dense
+model (`kenprune eval`) is the baseline of the same run. One extra row prunes the embeddings
+too (`--include-embeddings`), which the default leaves dense. Rows are appended to the JSON as
+they finish, so an interrupted run keeps what it measured.
 
-    python benchmarks/llm_prune.py                        # full protocol: 128 x 512 calibration
-    python benchmarks/llm_prune.py --nsamples 32 --eval-windows 16
-    python benchmarks/llm_prune.py --quick                # smoke run, minutes
+    python benchmarks/llm_prune.py                          # issue protocol: 128 x 512 calibration
+    python benchmarks/llm_prune.py --methods wanda --settings 50%
+    python benchmarks/llm_prune.py --quick                  # smoke run, minutes
 """
 from __future__ import annotations
 
 import argparse
-import copy
+import json
+import os
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import torch
-
 from kenprune import provenance
 from kenprune.assets.models import load_model
-from kenprune.engine import capture_block_inputs
-from kenprune.evaluate import perplexity
 from kenprune.fileio import write_json
-from kenprune.formats import save_sparse
-from kenprune.measure import current_rss_bytes, path_bytes
-from kenprune.methods import Pattern
-from kenprune.protocol import PerplexityProtocol
-from kenprune.pruning import calibration_windows, prune_model
 
 SETTINGS = ("50%", "2:4", "70%", "4:8", "60%")
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
 
-class PeakRss:
-    """Peak resident memory of this process while the block runs (sampled every 20 ms)."""
-
-    def __enter__(self) -> "PeakRss":
-        self.peak = current_rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, current_rss_bytes())
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, current_rss_bytes())
+def run_rusage(args: list[str]) -> tuple[float, int]:
+    """Run `python -m kenprune ARGS` and reap it ourselves, so its own ru_maxrss is known."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "kenprune", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"kenprune {' '.join(args)} failed:\n{stderr[-2000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss * 1024
 
 
-def setting_args(setting: str) -> dict:
+def setting_args(setting: str) -> list[str]:
     if setting.endswith("%"):
-        return {"sparsity": float(setting[:-1]) / 100, "pattern": None}
-    return {"sparsity": 0.5, "pattern": setting}
-
-
-def fp16_sizes(model: torch.nn.Module, pattern: str | None, folder: Path) -> dict:
-    parsed = Pattern.parse(pattern)
-    info = save_sparse(model, folder / "m.safetensors", nm=(parsed.n, parsed.m) if parsed.is_nm else None,
-                       dtype=torch.float16)
-    seen, dense = set(), 0
-    for t in model.state_dict().values():
-        if t.untyped_storage().data_ptr() not in seen:
-            seen.add(t.untyped_storage().data_ptr())
-            dense += t.numel() * (2 if t.is_floating_point() else t.element_size())
-    return {"sparse_fp16_bytes": info["bytes"], "dense_fp16_tensor_bytes": dense,
-            "ratio": info["bytes"] / dense, "encodings": info["tensors_by_encoding"]}
+        return ["--sparsity", str(float(setting[:-1]) / 100)]
+    return ["--pattern", setting]
 
 
 def main() -> None:
@@ -81,72 +55,74 @@ def main() -> None:
     parser.add_argument("--calib", default="wiki:calib")
     parser.add_argument("--eval", default="wiki:test")
     parser.add_argument("--nsamples", type=int, default=128)
-    parser.add_argument("--seqlen", type=int, default=512)
-    parser.add_argument("--eval-windows", type=int, default=None, help="first N windows of the eval split (default all)")
-    parser.add_argument("--eval-seqlen", type=int, default=512, help="tokens per evaluation window (default 512)")
+    parser.add_argument("--seqlen", type=int, default=512, help="calibration and evaluation window length")
+    parser.add_argument("--eval-windows", type=int, default=32, help="first N windows of the eval split (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--settings", default=",".join(SETTINGS))
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--no-embeddings-row", action="store_true", help="skip the --include-embeddings row")
     parser.add_argument("--quick", action="store_true", help="4 x 128 calibration, 2 eval windows, 50 %% only")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "llm_prune.json"))
     args = parser.parse_args()
     if args.quick:
-        args.nsamples, args.seqlen, args.eval_seqlen, args.eval_windows, args.settings = 4, 128, 128, 2, "50%"
-    if args.threads:
-        torch.set_num_threads(args.threads)
+        args.nsamples, args.seqlen, args.eval_windows, args.settings = 4, 128, 2, "50%"
     methods, settings = args.methods.split(","), args.settings.split(",")
-
-    loaded = load_model(args.model)
-    dense_model = loaded.model
-    protocol = PerplexityProtocol(data=args.eval, seqlen=args.eval_seqlen, max_windows=args.eval_windows)
-    result = {"benchmark": "llm_prune", "model": loaded.identity(),
-              "calibration": {"data": args.calib, "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed},
-              "evaluation": protocol.to_dict(), "quick": args.quick, "threads": torch.get_num_threads(),
-              "fp32_weight_bytes": sum(p.numel() * 4 for p in dense_model.parameters()), "rows": [],
-              **provenance.record()}
-
-    def evaluate(model: torch.nn.Module) -> float:
-        loaded.model = model
-        try:
-            return perplexity(loaded, protocol, progress=False, identify=False).perplexity
-        finally:
-            loaded.model = dense_model
-
+    loaded = load_model(args.model)  # only for the memory goal's terms; the rows run in their own processes
+    hidden = loaded.model.config.hidden_size
+    weight_bytes = sum(p.numel() * 4 for p in loaded.model.parameters())
+    del loaded
+    windows = ["--eval-windows", str(args.eval_windows)] if args.eval_windows else []
+    common = ["--model", args.model, "--calib", args.calib, "--nsamples", str(args.nsamples), "--seqlen",
+              str(args.seqlen), "--seed", str(args.seed), "--sparse-dtype", "float16", "--eval", args.eval,
+              "--no-eval-before", *windows]
+    result = {"benchmark": "llm_prune", "model": args.model,
+              "calibration": {"data": args.calib, "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed,
+                              "activation_bytes": args.nsamples * args.seqlen * hidden * 4},
+              "fp32_weight_bytes": weight_bytes,
+              "rss_goal_bytes": 2 * weight_bytes + args.nsamples * args.seqlen * hidden * 4,
+              "evaluation": {"data": args.eval, "seqlen": args.seqlen, "windows": args.eval_windows or "all"},
+              "quick": args.quick, "rows": [], "complete": False, **provenance.record()}
     start = time.perf_counter()
-    windows = calibration_windows(loaded.tokenizer, args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
-                                  seed=args.seed)
-    inputs = capture_block_inputs(dense_model, windows)
-    result["calibration"]["activation_bytes"] = sum(h.numel() * h.element_size() for h in inputs.hidden)
-    result["calibration"]["seconds"] = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        loaded.model.save_pretrained(folder / "dense")
-        dense_row = {"method": "dense", "setting": "-", "perplexity": evaluate(dense_model),
-                     "dense_folder_bytes": path_bytes(folder / "dense")}
-        result["rows"].append(dense_row)
-        print(f"{'method':10} {'setting':7} {'ppl':>10} {'prune s':>8} {'peak RSS MiB':>12} {'sparsity':>8} "
-              f"{'fp16 file':>9}", flush=True)
-        print(f"{'dense':10} {'-':7} {dense_row['perplexity']:10.3f}", flush=True)
+        dense_json = Path(tmp) / "dense.json"
+        eval_args = ["--max-windows", str(args.eval_windows)] if args.eval_windows else []
+        seconds, peak = run_rusage(["eval", "--model", args.model, "--data", args.eval, "--seqlen", str(args.seqlen),
+                                    *eval_args, "--out", str(dense_json)])
+        dense = json.loads(dense_json.read_text())
+        result["model_identity"] = dense.get("model")
+        result["rows"].append({"method": "dense", "setting": "-", "perplexity": dense["perplexity"],
+                               "peak_rss_bytes": peak, "seconds": seconds})
+        print(f"{'method':10} {'setting':9} {'ppl':>10} {'prune s':>8} {'peak RSS MiB':>12} {'sparsity':>8} "
+              f"{'fp16 file':>10}", flush=True)
+        print(f"{'dense':10} {'-':9} {dense['perplexity']:10.3f} {'':8} {peak / 2**20:12.0f}", flush=True)
         write_json(args.out, result)
-        for setting in settings:
-            for method in methods:
-                model = copy.deepcopy(dense_model)
-                with PeakRss() as rss:
-                    t0, cpu0 = time.perf_counter(), time.process_time()
-                    report = prune_model(model, inputs, method=method, progress=False, **setting_args(setting))
-                    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
-                row = {"method": method, "setting": setting, "prune_seconds": seconds,
-                       "prune_cpu_seconds": cpu_seconds, "peak_rss_bytes": rss.peak,
-                       "block_linear_sparsity": report["block_linears"]["sparsity"],
-                       "overall_sparsity": report["overall"]["sparsity"], "perplexity": evaluate(model),
-                       "files": fp16_sizes(model, setting_args(setting)["pattern"], folder)}
-                del model
-                result["rows"].append(row)
-                result["seconds"] = time.perf_counter() - start
-                write_json(args.out, result)
-                print(f"{method:10} {setting:7} {row['perplexity']:10.3f} {seconds:8.1f} {rss.peak / 2**20:12.0f} "
-                      f"{row['block_linear_sparsity']:8.4f} {row['files']['ratio']:8.3f}x", flush=True)
+        jobs = [(m, s, []) for s in settings for m in methods]
+        if not args.no_embeddings_row:
+            jobs.append(("wanda", "50%", ["--include-embeddings"]))
+        for method, setting, extra in jobs:
+            out = Path(tmp) / f"{method}-{setting.replace(':', '_').replace('%', '')}{'-emb' if extra else ''}"
+            seconds, peak = run_rusage(["prune", *common, "--method", method, *setting_args(setting), *extra,
+                                        "--out", str(out)])
+            report = json.loads((out / "report.json").read_text())
+            files = report["files"]
+            row = {"method": method, "setting": setting + (" +emb" if extra else ""), "flags": extra,
+                   "perplexity": report["after"]["perplexity"], "prune_seconds": report["seconds"]["prune"],
+                   "command_seconds": seconds, "peak_rss_bytes": peak,
+                   "peak_rss_bytes_after_stage": report.get("peak_rss_bytes_after_stage"),
+                   "block_linear_sparsity": report["block_linears"]["sparsity"],
+                   "overall_sparsity": report["overall"]["sparsity"],
+                   "sparse_fp16_bytes": files["sparse_file_bytes"],
+                   "dense_fp16_tensor_bytes": files["dense_tensor_bytes_same_dtype"],
+                   "ratio": files["sparse_vs_dense_same_dtype"], "dense_folder_bytes": files["dense_folder_bytes"],
+                   "encodings": files["sparse_encoding"]["tensors_by_encoding"]}
+            result["rows"].append(row)
+            result["seconds"] = time.perf_counter() - start
+            write_json(args.out, result)
+            print(f"{method:10} {row['setting']:9} {row['perplexity']:10.3f} {row['prune_seconds']:8.1f} "
+                  f"{peak / 2**20:12.0f} {row['block_linear_sparsity']:8.4f} {row['ratio']:9.3f}x", flush=True)
+    result["complete"] = True
+    write_json(args.out, result)
+    print(f"peak RSS goal (2 x fp32 weights + calibration activations): {result['rss_goal_bytes'] / 2**20:.0f} MiB")
     print(f"wrote {args.out}")
 
 

@@ -66,7 +66,7 @@ def test_each_block_is_calibrated_on_the_already_pruned_prefix(arch):
             for module in step.linears.values():
                 set_linear_weight(module, linear_weight(module) * (torch.rand_like(linear_weight(module)) > 0.5))
         if step.index == 1:
-            seen["hidden"] = torch.cat(step.hidden)
+            seen["hidden"] = torch.cat(step.hidden).cpu()  # the engine may have run on CUDA
     with torch.no_grad():
         expected = model(input_ids=windows, output_hidden_states=True).hidden_states[1]
     assert torch.allclose(seen["hidden"], expected, atol=1e-5)
@@ -75,7 +75,18 @@ def test_each_block_is_calibrated_on_the_already_pruned_prefix(arch):
 def test_linears_fed_the_same_tensor_share_their_statistics():
     model = tiny_causal_lm("llama", layers=1)
     inputs = capture_block_inputs(model, random_windows(2, 16))
-    step = next(sequential_blocks(model, inputs, progress=False))
+    steps = sequential_blocks(model, inputs, progress=False)  # held: closing it sends the block home
+    step = next(steps)
     stats = step.collect(HESSIAN)
     q, k, o = (stats[f"model.layers.0.self_attn.{p}_proj"] for p in "qko")
     assert q is k and q is not o and q.tokens == 32
+
+
+def test_consuming_the_inputs_frees_them_and_changes_nothing_else():
+    model = tiny_causal_lm("llama", layers=2)
+    inputs = capture_block_inputs(model, random_windows(4, 16))
+    kept = [torch.cat(step.hidden) for step in sequential_blocks(model, inputs, progress=False)]
+    assert len(inputs.hidden) == 2  # left unchanged: a search reuses it
+    consumed = [torch.cat(step.hidden) for step in sequential_blocks(model, inputs, progress=False, consume=True)]
+    assert inputs.hidden == []
+    assert all(torch.equal(a, b) for a, b in zip(kept, consumed))

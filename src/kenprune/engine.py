@@ -14,7 +14,7 @@ transposed) is read and written through `linear_weight` / `set_linear_weight`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -206,6 +206,7 @@ class BlockStep:
     @torch.no_grad()
     def forward(self) -> list[torch.Tensor]:
         """Run the block (current weights) on every calibration batch; its outputs, one per batch."""
+        self.outputs = None  # free the previous pass's outputs first: at most inputs + one set of outputs live
         self.outputs = [self.inputs.call(self.block, self.index, b, h) for b, h in enumerate(self.hidden)]
         return self.outputs
 
@@ -251,20 +252,25 @@ def _module_device(module: nn.Module) -> torch.device:
 
 
 def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | torch.device | None = None,
-                      recompute: bool = True, progress: bool = True, desc: str = "blocks") -> Iterator[BlockStep]:
+                      recompute: bool = True, progress: bool = True, desc: str = "blocks",
+                      consume: bool = False) -> Iterator[BlockStep]:
     """Yield each block in order with its calibration inputs, on the compute device only while yielded.
 
     After the consumer is done with a step, the block's outputs feed the next block: recomputed
     with the block's current (pruned) weights when `recompute`, else reused from `step.collect`
-    (score-only passes over an unmodified model). `inputs` is left unchanged.
+    (score-only passes over an unmodified model). `inputs` is left unchanged, unless `consume`:
+    then its hidden states are taken, so block 0's inputs are freed once block 0 is done (a
+    one-shot prune then holds one block's inputs and outputs, never a third copy).
     """
     blocks_name, blocks = find_blocks(model)
     if len(inputs.extras) != len(blocks):
         raise KenpruneError(f"the block inputs were captured from a model with {len(inputs.extras)} blocks, "
                             f"this one has {len(blocks)}")
     device = resolve_device(device)
-    inputs = inputs.to(device)
-    hidden = inputs.hidden
+    hidden = [h.to(device) for h in inputs.hidden]
+    if consume:
+        inputs.hidden = []
+    inputs = replace(inputs, hidden=[]).to(device)  # the per-block arguments; hidden states travel in `hidden`
     for index, block in enumerate(tqdm(blocks, desc=desc, unit="block", disable=not progress, leave=False)):
         home = _module_device(block)
         block.to(device)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import time
@@ -12,6 +13,14 @@ from typing import Iterator
 def peak_rss_bytes() -> int:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def release_free_memory() -> None:
+    """Hand memory that was freed but kept by glibc's allocator back to the OS (no-op elsewhere)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def current_rss_bytes() -> int:
@@ -29,10 +38,15 @@ def path_bytes(path: str | os.PathLike) -> int:
 
 
 class StageTimer:
-    """Wall time per named stage: `with timer.stage("calibrate"): ...`; `timer.seconds` is a dict."""
+    """Wall time per named stage: `with timer.stage("calibrate"): ...`; `timer.seconds` is a dict.
+
+    `timer.peak_rss` holds the process's peak resident memory at the end of each stage (the
+    peak is cumulative, so the first stage whose value jumps is the one that set it).
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.peak_rss: dict[str, int] = {}
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -41,6 +55,7 @@ class StageTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            self.peak_rss[name] = peak_rss_bytes()
 
     def total(self) -> float:
         return sum(self.seconds.values())

@@ -34,8 +34,10 @@ def calibration_windows(tokenizer: Any, data: str = "wiki:calib", *, nsamples: i
                         seed: int = 0) -> torch.Tensor:
     """`nsamples` random windows of `seqlen` tokens from a split (the Wanda/SparseGPT protocol): [n, seqlen]."""
     from .assets.corpora import join_text, load_documents, sample_windows, tokenize_stream
+    from .measure import release_free_memory
 
     tokens = tokenize_stream(tokenizer, join_text(load_documents(data)))
+    release_free_memory()  # the tokenizer's transient buffers would otherwise stay resident
     return sample_windows(tokens, nsamples, seqlen, seed)
 
 
@@ -101,8 +103,10 @@ def prune_model(model: nn.Module, calibration: Calibration = None, *, method: st
             if targets.get(name, 0.0) > 0:
                 _prune_layer(spec, module, None, targets[name], pattern, group)
     else:
+        owned = not isinstance(calibration, BlockInputs)  # captured here: the engine may free them as it goes
         inputs = _inputs(model, calibration, batch_size)
-        for step in sequential_blocks(model, inputs, device=device, progress=progress, desc=f"{method} blocks"):
+        for step in sequential_blocks(model, inputs, device=device, progress=progress, desc=f"{method} blocks",
+                                      consume=owned):
             todo = {n: m for n, m in step.linears.items() if targets[n] > 0}
             if not todo:
                 continue

@@ -86,13 +86,13 @@ def prune(model: str = "smollm2-135m", *, method: str = "wanda", sparsity: Spars
           seqlen: int = 512, seed: int = 0, out: str | Path | None = None, eval: str | None = None,
           eval_windows: int | None = None, include_embeddings: bool = False, sparse_dtype: str = "same",
           batch_size: int = 8, device: str | None = None, allocation: str | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          eval_before: bool = True, progress: bool = True) -> dict[str, Any]:
     """Prune a model element-wise (magnitude/wanda/sparsegpt; unstructured or N:M) and report it.
 
     sparsity: one ratio (default 0.5) or per-layer ratios (block index or Linear name -> ratio);
-    an N:M pattern fixes it at N/M. eval: `corpus:split` for perplexity before and after (on
-    `eval_windows` windows of `seqlen`). out: folder for model/, model.sparse.safetensors and
-    report.json. allocation: how the sparsity is spread over layers (`uniform`, `global`, `er`,
+    an N:M pattern fixes it at N/M. eval: `corpus:split` for perplexity before (unless
+    `eval_before=False`) and after, on `eval_windows` windows of `seqlen`. out: folder for model/,
+    model.sparse.safetensors and report.json. allocation: how the sparsity is spread over layers (`uniform`, `global`, `er`,
     `er-plus`, `owl`, `dsa:FUNCTION` or a `kenprune search` best.json); ratios go in the report.
     Returns the report.
     """
@@ -116,7 +116,7 @@ def prune(model: str = "smollm2-135m", *, method: str = "wanda", sparsity: Spars
     report: dict[str, Any] = {"model": identity, "method": method, "pattern": str(parsed),
                               "sparsity_target": sparsity if not isinstance(sparsity, Mapping) else
                               {str(k): v for k, v in sparsity.items()}}
-    if eval:
+    if eval and eval_before:
         with timer.stage("eval_before"):
             report["before"] = _perplexity(loaded, eval, seqlen, eval_windows, progress)
     windows = None
@@ -158,6 +158,7 @@ def prune(model: str = "smollm2-135m", *, method: str = "wanda", sparsity: Spars
 def _measured(report: dict[str, Any], timer: StageTimer) -> dict[str, Any]:
     report["seconds"] = dict(timer.seconds)
     report["peak_rss_bytes"] = peak_rss_bytes()
+    report["peak_rss_bytes_after_stage"] = dict(timer.peak_rss)
     if torch.cuda.is_available():
         report["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
     return report

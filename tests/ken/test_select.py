@@ -125,3 +125,15 @@ def test_matches_the_official_scikit_learn_code_path(kernel):
     fast = ken_rows(rows, 75, kernel)
     for row, mask in zip(rows, fast):
         assert np.array_equal(ken_row_official(row.numpy(), 75, kernel), mask.numpy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_give_the_same_selection_and_stay_untouched():
+    rows = torch.randn(64, 200, generator=torch.Generator().manual_seed(8)) * 0.03
+    on_gpu = rows.cuda()
+    before = on_gpu.clone()
+    mask = ken_rows(on_gpu, 50)
+    assert torch.equal(mask, ken_rows(rows, 50)) and torch.equal(on_gpu, before)
+    pre = torch.zeros_like(on_gpu)
+    merged = ken_merge(pre, on_gpu, mask)
+    assert merged.device.type == "cuda" and torch.equal(merged[mask.cuda()], on_gpu[mask.cuda()])

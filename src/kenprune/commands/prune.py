@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder: model/, model.sparse.safetensors, report.json")
     p.add_argument("--eval", default=None, help="perplexity before/after on CORPUS:SPLIT, e.g. wiki:test")
     p.add_argument("--eval-windows", type=int, default=None, help="evaluate only the first N windows")
+    p.add_argument("--no-eval-before", dest="eval_before", action="store_false",
+                   help="with --eval: skip the dense model's perplexity (already known; saves time and memory)")
     p.add_argument("--include-embeddings", action="store_true",
                    help="also prune embeddings and LM head (magnitude, per row)")
     p.add_argument("--sparse-dtype", default="same", help="values dtype in the sparse file: same|float16|bfloat16")
@@ -64,13 +66,14 @@ def run(args: argparse.Namespace) -> int:
                    calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed, out=args.out,
                    eval=args.eval, eval_windows=args.eval_windows, include_embeddings=args.include_embeddings,
                    sparse_dtype=args.sparse_dtype, batch_size=args.batch_size, device=args.device,
-                   allocation=args.allocation)
+                   allocation=args.allocation, eval_before=args.eval_before)
     linears = report["block_linears"]
     print(f"{report['method']} {report['pattern']}: block Linears {linears['sparsity']:.4f} sparse "
           f"({linears['zeros']}/{linears['parameters']}), overall {report['overall']['sparsity']:.4f}, "
           f"prune {report['seconds']['prune']:.1f} s, peak RSS {report['peak_rss_bytes'] / 2**20:.0f} MiB")
     if "after" in report:
-        print(f"perplexity {report['before']['perplexity']:.3f} -> {report['after']['perplexity']:.3f}")
+        before = f"{report['before']['perplexity']:.3f} -> " if "before" in report else ""
+        print(f"perplexity {before}{report['after']['perplexity']:.3f}")
     if "files" in report:
         files = report["files"]
         print(f"dense folder {files['dense_folder_bytes'] / 2**20:.1f} MiB, sparse file "

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from ..errors import KenpruneError
-from ..fileio import atomic_file
 from .bits import index_width, pack_bits, unpack_bits
+from .stream import write_safetensors
 
 FORMAT = "kenprune-sparse"
 VERSION = 1
@@ -98,29 +97,32 @@ def save_sparse(state: Mapping[str, torch.Tensor] | torch.nn.Module, path: str |
         config = config if config is not None else state.config.to_dict() if hasattr(state, "config") else None
         model_class = type(state).__name__
         state = state.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
     entries: dict[str, Any] = {}
     aliases: dict[str, str] = {}
-    owners: dict[tuple, str] = {}
-    for name, t in state.items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
-        if t.numel() and key in owners:
-            aliases[name] = owners[key]
-            continue
-        owners[key] = name
-        t = t.detach().cpu()
-        if dtype is not None and t.is_floating_point():
-            t = t.to(dtype)
-        encoding, parts = _encode(t, nm)
-        entries[name] = {"encoding": encoding, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
-        if encoding in (NM, NM_TRANSPOSED):
-            entries[name].update(n=nm[0], m=nm[1])
-        for part, value in parts.items():
-            tensors[f"{name}::{part}" if part else name] = value.contiguous()
-    manifest = {"format": FORMAT, "version": VERSION, "tensors": entries, "aliases": aliases, "config": config,
-                "model_class": model_class}
-    with atomic_file(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"kenprune": json.dumps(manifest)})
+    metadata: dict[str, str] = {}
+
+    def encoded() -> Iterator[tuple[str, torch.Tensor]]:  # one tensor encoded at a time
+        owners: dict[tuple, str] = {}
+        for name, t in state.items():
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
+            if t.numel() and key in owners:
+                aliases[name] = owners[key]
+                continue
+            owners[key] = name
+            t = t.detach().cpu()
+            if dtype is not None and t.is_floating_point():
+                t = t.to(dtype)
+            encoding, parts = _encode(t, nm)
+            entries[name] = {"encoding": encoding, "shape": list(t.shape),
+                             "dtype": str(t.dtype).removeprefix("torch.")}
+            if encoding in (NM, NM_TRANSPOSED):
+                entries[name].update(n=nm[0], m=nm[1])
+            for part, value in parts.items():
+                yield (f"{name}::{part}" if part else name), value
+        metadata["kenprune"] = json.dumps({"format": FORMAT, "version": VERSION, "tensors": entries,
+                                           "aliases": aliases, "config": config, "model_class": model_class})
+
+    write_safetensors(path, encoded(), metadata)
     counts: dict[str, int] = {}
     for entry in entries.values():
         counts[entry["encoding"]] = counts.get(entry["encoding"], 0) + 1
