@@ -84,7 +84,7 @@ def test_linears_fed_the_same_tensor_share_their_statistics():
 
 def test_consuming_the_inputs_frees_them_and_changes_nothing_else():
     model = tiny_causal_lm("llama", layers=2)
-    inputs = capture_block_inputs(model, random_windows(4, 16))
+    inputs = capture_block_inputs(model, random_windows(4, 16), batch_size=2)
     kept = [torch.cat(step.hidden) for step in sequential_blocks(model, inputs, progress=False)]
     assert len(inputs.hidden) == 2  # left unchanged: a search reuses it
     consumed = [torch.cat(step.hidden) for step in sequential_blocks(model, inputs, progress=False, consume=True)]
