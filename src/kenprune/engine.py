@@ -5,7 +5,7 @@
     for step in sequential_blocks(model, inputs):       # one block on the compute device at a time
         stats = step.collect(HESSIAN)                    # hooks on every Linear: {name: InputStats}
         ...prune step.linears using stats...
-    # after each step the block's outputs are recomputed (with its new weights) and feed the next block
+    # after each step the block's outputs (new weights) replace its inputs, batch by batch, for the next block
 
 Nothing here names an architecture: blocks are found by structure, block inputs are captured
 with forward pre-hooks (`with_kwargs=True`) so masks, position ids and rotary embeddings pass
@@ -202,13 +202,28 @@ class BlockStep:
     inputs: BlockInputs
     hidden: list[torch.Tensor]  # this block's input hidden states, one tensor per batch
     outputs: list[torch.Tensor] | None = field(default=None, repr=False)
+    keep_outputs: bool = True  # False when the engine recomputes the outputs after the step anyway
 
     @torch.no_grad()
-    def forward(self) -> list[torch.Tensor]:
-        """Run the block (current weights) on every calibration batch; its outputs, one per batch."""
-        self.outputs = None  # free the previous pass's outputs first: at most inputs + one set of outputs live
-        self.outputs = [self.inputs.call(self.block, self.index, b, h) for b, h in enumerate(self.hidden)]
+    def forward(self) -> list[torch.Tensor] | None:
+        """Run the block (current weights) on every calibration batch; its outputs, one per batch
+        (kept in `outputs` only when `keep_outputs`: otherwise the pass is for its hooks alone)."""
+        self.outputs = None
+        outputs = []
+        for b, h in enumerate(self.hidden):
+            out = self.inputs.call(self.block, self.index, b, h)
+            if self.keep_outputs:
+                outputs.append(out)
+        self.outputs = outputs if self.keep_outputs else None
         return self.outputs
+
+    @torch.no_grad()
+    def advance(self) -> list[torch.Tensor]:
+        """Replace each batch's inputs by the block's outputs (current weights), one batch at a time,
+        so one set of calibration activations is live, not two. Returns the (same) list."""
+        for b, h in enumerate(self.hidden):
+            self.hidden[b] = self.inputs.call(self.block, self.index, b, h)
+        return self.hidden
 
     def collect(self, statistic: str = NORMS) -> dict[str, InputStats]:
         """Input statistics of every Linear in the block, from one forward over the calibration set.
@@ -267,7 +282,7 @@ def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | to
         raise KenpruneError(f"the block inputs were captured from a model with {len(inputs.extras)} blocks, "
                             f"this one has {len(blocks)}")
     device = resolve_device(device)
-    hidden = [h.to(device) for h in inputs.hidden]
+    hidden = [h.to(device) for h in inputs.hidden]  # our own list: steps replace its entries, never the tensors
     if consume:
         inputs.hidden = []
     inputs = replace(inputs, hidden=[]).to(device)  # the per-block arguments; hidden states travel in `hidden`
@@ -275,10 +290,11 @@ def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | to
         home = _module_device(block)
         block.to(device)
         name = f"{blocks_name}.{index}" if blocks_name else str(index)
-        step = BlockStep(index, name, block, block_linears(block, name), device, inputs, hidden)
+        step = BlockStep(index, name, block, block_linears(block, name), device, inputs, hidden,
+                         keep_outputs=not recompute)
         try:
             yield step
-            hidden = step.outputs if (step.outputs is not None and not recompute) else step.forward()
+            hidden = step.outputs if (step.outputs is not None and not recompute) else step.advance()
         finally:
             block.to(home)
         step.hidden = step.outputs = None  # type: ignore[assignment]

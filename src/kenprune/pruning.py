@@ -34,10 +34,8 @@ def calibration_windows(tokenizer: Any, data: str = "wiki:calib", *, nsamples: i
                         seed: int = 0) -> torch.Tensor:
     """`nsamples` random windows of `seqlen` tokens from a split (the Wanda/SparseGPT protocol): [n, seqlen]."""
     from .assets.corpora import join_text, load_documents, sample_windows, tokenize_stream
-    from .measure import release_free_memory
 
     tokens = tokenize_stream(tokenizer, join_text(load_documents(data)))
-    release_free_memory()  # the tokenizer's transient buffers would otherwise stay resident
     return sample_windows(tokens, nsamples, seqlen, seed)
 
 
@@ -131,8 +129,8 @@ def prune_embeddings(model: nn.Module, sparsity: float) -> None:
             continue
         seen.add(id(module.weight))
         with torch.no_grad():
-            w = module.weight
-            w.masked_fill_(select(magnitude.score(w), sparsity, Pattern(), "row"), 0)
+            for rows in module.weight.split(4096):  # per-row groups: chunks bound the sort's temporaries
+                rows.masked_fill_(select(magnitude.score(rows), sparsity, Pattern(), "row"), 0)
 
 
 def pruned_copy(model: nn.Module, sparsity: Sparsity, calibration: Calibration = None,
@@ -175,7 +173,7 @@ def sparsity_report(model: nn.Module) -> dict[str, Any]:
     for i, block in enumerate(blocks):
         for name, module in block_linears(block, f"{blocks_name}.{i}" if blocks_name else str(i)).items():
             w = linear_weight(module)
-            zeros = int((w == 0).sum())
+            zeros = w.numel() - int(torch.count_nonzero(w))
             layers.append({"name": name, "block": i, "shape": list(w.shape), "parameters": w.numel(),
                            "zeros": zeros, "sparsity": zeros / w.numel()})
     linear_params = sum(layer["parameters"] for layer in layers)
@@ -186,7 +184,7 @@ def sparsity_report(model: nn.Module) -> dict[str, Any]:
         if id(p) not in seen:
             seen.add(id(p))
             total += p.numel()
-            zeros_all += int((p == 0).sum())
+            zeros_all += p.numel() - int(torch.count_nonzero(p))  # (p == 0).sum() makes an int64 copy
     return {"block_linears": {"parameters": linear_params, "zeros": linear_zeros,
                               "sparsity": linear_zeros / max(linear_params, 1)},
             "overall": {"parameters": total, "zeros": zeros_all, "sparsity": zeros_all / max(total, 1)},

@@ -112,19 +112,21 @@ def prune(model: str = "smollm2-135m", *, method: str = "wanda", sparsity: Spars
     timer = StageTimer()
     with timer.stage("load"):
         loaded = load_model(model)
+    windows = None
+    if spec.statistic != "none":  # tokenized before the weights are first read (hashed below): the
+        with timer.stage("calibration_data"):  # tokenizer's transient buffers and the weights never peak together
+            windows = calibration_windows(loaded.tokenizer, calib, nsamples=nsamples, seqlen=seqlen, seed=seed)
+    with timer.stage("identify"):
         identity = loaded.identity()
     report: dict[str, Any] = {"model": identity, "method": method, "pattern": str(parsed),
                               "sparsity_target": sparsity if not isinstance(sparsity, Mapping) else
                               {str(k): v for k, v in sparsity.items()}}
+    if windows is not None:
+        report["calibration"] = {"data": calib, "nsamples": nsamples, "seqlen": seqlen, "seed": seed,
+                                 "tokens": nsamples * seqlen, "sampling": "uniform random windows, no BOS"}
     if eval and eval_before:
         with timer.stage("eval_before"):
             report["before"] = _perplexity(loaded, eval, seqlen, eval_windows, progress)
-    windows = None
-    if spec.statistic != "none":
-        with timer.stage("calibration_data"):
-            windows = calibration_windows(loaded.tokenizer, calib, nsamples=nsamples, seqlen=seqlen, seed=seed)
-        report["calibration"] = {"data": calib, "nsamples": nsamples, "seqlen": seqlen, "seed": seed,
-                                 "tokens": nsamples * seqlen, "sampling": "uniform random windows, no BOS"}
     if allocation is not None:
         from .allocate import resolve_allocation
         from .allocate.model import layer_source

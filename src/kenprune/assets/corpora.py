@@ -297,8 +297,13 @@ def tokenize_stream(tokenizer, text: str) -> torch.Tensor:
     """Token ids of a whole text as one 1-D stream, with no special tokens (windows add BOS themselves)."""
     if not text.strip():
         raise KenpruneError("the text is empty; nothing to tokenize")
+    from ..measure import release_free_memory
+
     ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False)["input_ids"]
-    return torch.tensor(ids, dtype=torch.long)
+    tokens = torch.tensor(ids, dtype=torch.long)
+    del ids
+    release_free_memory()  # the tokenizer's transient buffers would otherwise stay resident
+    return tokens
 
 
 def sample_windows(tokens: torch.Tensor, n: int, seqlen: int, seed: int) -> torch.Tensor:

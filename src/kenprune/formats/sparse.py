@@ -28,9 +28,18 @@ VERSION = 1
 DENSE, BITMASK, NM, NM_TRANSPOSED = "dense", "bitmask", "nm", "nm-transposed"
 
 
+_SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _as_numpy(t: torch.Tensor):
+    """A numpy view of t's bytes as integers of the same width (numpy has no bfloat16)."""
+    return t.view(_SAME_SIZE_INT[t.element_size()]).numpy()
+
+
 def _bitmask(t: torch.Tensor) -> dict[str, torch.Tensor]:
-    keep = t != 0
-    return {"mask": pack_bits(keep, 1), "values": t[keep]}
+    keep = (t != 0).numpy()  # numpy's boolean indexing needs no int64 index array (torch's t[keep] does)
+    values = torch.from_numpy(_as_numpy(t.contiguous())[keep]).view(t.dtype)
+    return {"mask": pack_bits(torch.from_numpy(keep), 1), "values": values}
 
 
 def _nm(t: torch.Tensor, n: int, m: int) -> dict[str, torch.Tensor] | None:
@@ -56,7 +65,7 @@ def _encode(t: torch.Tensor, nm: tuple[int, int] | None) -> tuple[str, dict[str,
             packed = _nm(view, *nm) if view.dim() == 2 else None
             if packed is not None and sum(p.numel() * p.element_size() for p in packed.values()) < dense_bytes:
                 return encoding, packed
-    nonzeros = int((t != 0).sum())
+    nonzeros = int(torch.count_nonzero(t))
     if nonzeros * t.element_size() + (t.numel() + 7) // 8 < dense_bytes:
         return BITMASK, _bitmask(t)
     return DENSE, {"": t}
@@ -70,9 +79,9 @@ def _decode(entry: Mapping[str, Any], parts: Mapping[str, torch.Tensor]) -> torc
     if entry["encoding"] == DENSE:
         return parts[""]
     if entry["encoding"] == BITMASK:
-        keep = unpack_bits(parts["mask"], 1, numel).bool()
+        keep = unpack_bits(parts["mask"], 1, numel).numpy().view(bool)
         out = torch.zeros(numel, dtype=parts["values"].dtype)
-        out[keep] = parts["values"]
+        _as_numpy(out)[keep] = _as_numpy(parts["values"].contiguous())
         return out.view(shape)
     if entry["encoding"] in (NM, NM_TRANSPOSED):
         m = entry["m"]

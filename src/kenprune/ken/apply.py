@@ -119,7 +119,7 @@ class KenSelection:
     clipped: list[str] = field(default_factory=list)  # tensors whose rows are shorter than the asked k
 
     def kept(self) -> int:
-        return sum(int(m.sum()) for m in self.masks.values())
+        return sum(int(torch.count_nonzero(m)) for m in self.masks.values())
 
 
 MaskFn = Callable[[torch.Tensor, int], torch.Tensor]  # ([rows, n] fine-tuned values, k) -> [rows, n] bool
@@ -215,6 +215,6 @@ def differing(pretrained: dict[str, torch.Tensor], finetuned: dict[str, torch.Te
 
 def tensor_table(selection: KenSelection) -> dict[str, Any]:
     return {name: {"rows": selection.rows[name], "k_per_row": selection.k_row[name],
-                   "kept": int(mask.sum()), "numel": mask.numel(),
-                   "kept_fraction": float(mask.sum()) / max(mask.numel(), 1)}
+                   "kept": int(torch.count_nonzero(mask)), "numel": mask.numel(),
+                   "kept_fraction": int(torch.count_nonzero(mask)) / max(mask.numel(), 1)}
             for name, mask in selection.masks.items()}
