@@ -90,9 +90,9 @@ class PerplexityResult:
 def window_nll(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
     """Summed next-token NLL of each window (float64), shape [n]."""
     logits = model(input_ids=windows, use_cache=False).logits
-    shifted = logits[:, :-1].float()
-    nll = F.cross_entropy(shifted.reshape(-1, shifted.size(-1)), windows[:, 1:].reshape(-1), reduction="none")
-    return nll.view(windows.size(0), -1).double().sum(dim=1)
+    # per window: logits[i, :-1] is a contiguous slice, so no copy of the [tokens, vocab] logits is made
+    return torch.stack([F.cross_entropy(logits[i, :-1].float(), windows[i, 1:], reduction="none").double().sum()
+                        for i in range(windows.size(0))])
 
 
 @torch.inference_mode()
