@@ -97,8 +97,9 @@ def main() -> None:
         print(f"{'dense':10} {'-':9} {dense['perplexity']:10.3f} {'':8} {peak / 2**20:12.0f}", flush=True)
         write_json(args.out, result)
         jobs = [(m, s, []) for s in settings for m in methods]
-        if not args.no_embeddings_row:
-            jobs.append(("wanda", "50%", ["--include-embeddings"]))
+        if not args.no_embeddings_row:  # right after the 50 % rows it compares with
+            at = max((i + 1 for i, (_, s, _) in enumerate(jobs) if s == "50%"), default=len(jobs))
+            jobs.insert(at, ("wanda", "50%", ["--include-embeddings"]))
         for method, setting, extra in jobs:
             out = Path(tmp) / f"{method}-{setting.replace(':', '_').replace('%', '')}{'-emb' if extra else ''}"
             seconds, peak = run_rusage(["prune", *common, "--method", method, *setting_args(setting), *extra,

@@ -96,12 +96,16 @@ def test_grid_is_numpy_linspace_bit_for_bit():
         assert np.array_equal(_grid(lo, hi, k), np.linspace(lo, hi, k))
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # the reference's std of a row holding 1e300
 def test_rows_with_outliers_and_crowded_buckets():
-    """A far outlier crowds every other value into one sort bucket and makes the binned grid huge."""
+    """A far outlier crowds every other value into one sort bucket and makes the binned grid huge;
+    distinct values far from a grid point can have equal float64 distances (a tie, lowest index wins)."""
     gen = torch.Generator().manual_seed(6)
     rows = torch.randn(8, 200, generator=gen, dtype=torch.float64) * 0.02
     rows[:, 7] = 50.0
     rows[1, 3] = -1e6
+    rows[2, 5] = 1e300  # infinite bandwidth; every distance from a far grid point rounds alike
+    rows[3, 20:40] = torch.arange(20, 0, -1, dtype=torch.float64) * 1e-20  # distinct, closer than an ulp of 0.05
     for k in (16, 50, 150):
         assert_same(rows, k)
 

@@ -127,7 +127,7 @@ def _rounded_density(x: np.ndarray, grid: np.ndarray, h: float, kernel: int, nor
     if not (h > 0.0) or not math.isfinite(h):
         return dens
     step_h = (grid[k - 1] - grid[0]) / max(k - 1, 1) / h
-    bins = math.ceil(step_h / BETA) * (k - 1) + 1
+    bins = (step_h / BETA + 1.0) * (k - 1) + 1  # float: a far outlier must not overflow an integer
     binned_cost = bins + k * (2 * REACH / BETA + 1) / 8  # a vectorised multiply-add ~ 1/8 of an exp
     if kernel == GAUSSIAN and k >= 16 and binned_cost < k * n:
         mean, bound = _binned_gaussian(x, grid[0], h, step_h, k)
@@ -154,13 +154,22 @@ def _find(parent: np.ndarray, q: int) -> int:
 
 @njit(cache=True)
 def _greedy(values: np.ndarray, perm: np.ndarray, grid: np.ndarray, order: np.ndarray, keep: np.ndarray) -> None:
-    """Grid points in `order` each take the nearest free value; sets keep[original index] for each."""
+    """Grid points in `order` each take the nearest free value; sets keep[original index] for each.
+
+    Ties (equal float64 distances: duplicated values, a grid point mid-way, or distinct values
+    whose distances round to the same number far from g) go to the lowest original index, as the
+    official argmin over the pool in original order. Runs of equal values are one step each; a
+    step to the next run happens only while its distance stays equal, so usually never.
+    """
     n, k = values.size, grid.size
     right = np.arange(n + 1)  # right[p] == p: position p free; n: the "none" sentinel
     left = np.arange(n + 1)  # slot p + 1 stands for position p; slot 0: "none"
     run_start = np.empty(n, dtype=np.int64)  # first sorted position of each run of equal values
+    run_end = np.empty(n, dtype=np.int64)  # first position after it
     for p in range(n):
         run_start[p] = run_start[p - 1] if p > 0 and values[p] == values[p - 1] else p
+    for p in range(n - 1, -1, -1):
+        run_end[p] = run_end[p + 1] if p < n - 1 and values[p] == values[p + 1] else p + 1
     insert = np.empty(k, dtype=np.int64)  # first position with value >= g (grid ascending: one merge walk)
     p = 0
     for j in range(k):
@@ -168,20 +177,31 @@ def _greedy(values: np.ndarray, perm: np.ndarray, grid: np.ndarray, order: np.nd
             p += 1
         insert[j] = p
     for t in range(k):
-        j = order[t]
-        g = grid[j]
-        r = _find(right, insert[j])
-        slot = _find(left, insert[j])
-        choice = r
-        if slot > 0:
-            lpos = _find(right, run_start[slot - 1])  # the first free copy: lowest original index
-            dist_l = g - values[lpos]
-            dist_r = values[r] - g if r < n else math.inf
-            if dist_l < dist_r or (dist_l == dist_r and perm[lpos] < perm[r]):
-                choice = lpos
-        right[choice] = choice + 1
-        left[choice + 1] = choice
-        keep[perm[choice]] = True
+        g = grid[order[t]]
+        best, best_dist = -1, math.inf
+        r = _find(right, insert[order[t]])
+        while r < n:  # runs at or above g, nearest first; r: the run's first free copy
+            d = values[r] - g
+            if best >= 0 and d != best_dist:
+                break
+            if best < 0 or perm[r] < perm[best]:
+                best, best_dist = r, d
+            r = _find(right, run_end[r])
+        slot = _find(left, insert[order[t]])
+        while slot > 0:  # runs below g, nearest first
+            q = _find(right, run_start[slot - 1])  # the run's first free copy: its lowest original index
+            d = g - values[q]
+            if best < 0 or d < best_dist:
+                best, best_dist = q, d
+            elif d == best_dist:
+                if perm[q] < perm[best]:
+                    best = q
+            else:
+                break
+            slot = _find(left, run_start[q])
+        right[best] = best + 1
+        left[best + 1] = best
+        keep[perm[best]] = True
 
 
 @njit(cache=True)
