@@ -6,12 +6,13 @@ densities at the grid points rounded half-to-even; grid points visited by densit
 (ties: grid position); each takes the nearest not-yet-taken value (ties: lowest original index).
 
 Speed comes from three choices:
-- Gaussian densities are approximated on a fine linear binning of the row (error <= delta^2 / 8
-  per value, since |K''| <= 1, plus the kernel truncated at `REACH` bandwidths); only grid points whose value lies
-  within that bound of a rounding boundary are summed exactly, so the ROUNDED densities equal
-  the direct float64 evaluation. Other kernels are summed directly.
-- The row is sorted once (stable); "nearest free value" on either side of a grid point comes from
-  two union-find "next free position" tables with path halving, O(k alpha(n)) per row.
+- Gaussian densities are approximated on a fine linear binning of the row: a value at fraction f
+  between two bins errs by at most f (1 - f) delta^2 / 2 (|K''| <= 1), plus the kernel truncated
+  at `REACH` bandwidths. Only grid points whose density lies within that bound of a rounding
+  boundary are summed exactly, so the ROUNDED densities equal the direct float64 evaluation.
+  Other kernels are summed directly.
+- The row is sorted once (a stable bucket sort); "nearest free value" on either side of a grid
+  point comes from two union-find "next free position" tables with path halving, O(k alpha(n)).
 - Rows are independent, so they run on all threads (numba prange), with no Python per row.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-BETA = 0.035  # fine-bin width in bandwidth units: binning error <= BETA^2 / 8 of the mean profile
+BETA = 0.035  # fine-bin width in bandwidth units (the error bound shrinks as its square)
 REACH = 6.0  # Gaussian kernel truncated beyond REACH bandwidths (exp(-18) ~ 1.5e-8)
 GAUSSIAN, TOPHAT, EPANECHNIKOV, EXPONENTIAL, LINEAR, COSINE = range(6)
 KERNEL_CODES = {"gaussian": GAUSSIAN, "tophat": TOPHAT, "epanechnikov": EPANECHNIKOV,
