@@ -59,6 +59,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--search-workers", type=int, default=2, help="Ray workers evaluating each search (1: sequential)")
     p.add_argument("--throughput-evals", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reuse-searches", action="store_true",
+                   help="take searches already in --out when its search protocol is the same (resume a run)")
     p.add_argument("--quick", action="store_true", help="budget 4, 2 proxy windows, 4 test windows, 60 %% only")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "allocation.json"))
     args = p.parse_args()
@@ -66,6 +68,15 @@ def parse_args() -> argparse.Namespace:
         args.budget, args.population, args.children, args.eval_windows = 4, 2, 2, 2
         args.test_windows, args.calib_samples, args.sparsities, args.throughput_evals = 4, 4, [0.6], 2
     return args
+
+
+def finished_searches(path: str, protocol: dict) -> dict:
+    """Searches recorded in an earlier run's JSON under the same search protocol (else none)."""
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(earlier.get("searches", {})) if earlier.get("search_protocol") == protocol else {}
 
 
 def final_check(loaded, fitness_setup, spec: str, target: float, args) -> dict:
@@ -136,8 +147,13 @@ def main() -> int:
               "search_protocol": {**fitness.to_dict(), "budget": args.budget, "population": args.population,
                                   "children": args.children},
               "config": vars(args), "rows": rows, "searches": searches, "complete": False, **provenance.record()}
+    done = finished_searches(args.out, record["search_protocol"]) if args.reuse_searches else {}
     for target in args.sparsities:
         for strategy in ("evolution", "random"):
+            if f"{strategy}@{target}" in done:  # same search protocol, already paid for
+                searches[f"{strategy}@{target}"] = done[f"{strategy}@{target}"]
+                print(f"reusing search {strategy}@{target} from {args.out}", file=sys.stderr)
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
                 res = search_allocation(args.model, args.method, target, budget=args.budget, workers=args.search_workers,
