@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--no-embeddings-row", action="store_true", help="skip the --include-embeddings row")
+    parser.add_argument("--batch-size", type=int, default=8, help="calibration windows per block forward (CLI default 8)")
     parser.add_argument("--quick", action="store_true", help="4 x 128 calibration, 2 eval windows, 50 %% only")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "llm_prune.json"))
     args = parser.parse_args()
@@ -74,9 +75,10 @@ def main() -> None:
     windows = ["--eval-windows", str(args.eval_windows)] if args.eval_windows else []
     common = ["--model", args.model, "--calib", args.calib, "--nsamples", str(args.nsamples), "--seqlen",
               str(args.seqlen), "--seed", str(args.seed), "--sparse-dtype", "float16", "--eval", args.eval,
-              "--no-eval-before", *windows]
+              "--no-eval-before", "--batch-size", str(args.batch_size), *windows]
     result = {"benchmark": "llm_prune", "model": args.model,
               "calibration": {"data": args.calib, "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed,
+                              "batch_size": args.batch_size,
                               "activation_bytes": args.nsamples * args.seqlen * hidden * 4},
               "fp32_weight_bytes": weight_bytes,
               "rss_goal_bytes": 2 * weight_bytes + args.nsamples * args.seqlen * hidden * 4,
