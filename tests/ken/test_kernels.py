@@ -25,10 +25,10 @@ def test_kernel_integrates_to_one(name):
 
 def test_density_matches_scikit_learn_if_installed():
     sklearn = pytest.importorskip("sklearn.neighbors")
-    from kenprune.ken.select import bandwidth
+    from kenprune.ken.native import _bandwidth
 
     rows = torch.randn(1, 200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    h = float(bandwidth(rows)[0])
+    h = float(_bandwidth(rows[0].numpy()))
     grid = torch.linspace(-2, 2, 9, dtype=torch.float64)
     for name, kernel in ((e.name, e.value) for e in KERNELS.entries()):
         kde = sklearn.KernelDensity(kernel=name, bandwidth=h).fit(rows[0, :, None].numpy())

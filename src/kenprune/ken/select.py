@@ -29,12 +29,6 @@ import torch
 from .kernels import KERNELS
 
 
-def bandwidth(rows: torch.Tensor) -> torch.Tensor:
-    """Silverman's normal-reference bandwidth per row, as the official code: |1.06 sigma n^(-1/5)|."""
-    n = rows.shape[-1]
-    return (1.06 * rows.std(dim=-1, unbiased=False) * n ** -0.2).abs()
-
-
 @contextlib.contextmanager
 def selection_threads(threads: int | None):
     """Run KEN's compiled selection on `threads` threads (None: all cores), restoring the setting after."""
