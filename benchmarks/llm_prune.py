@@ -30,10 +30,15 @@ SETTINGS = ("50%", "2:4", "70%", "4:8", "60%")
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
 
-def run_rusage(args: list[str]) -> tuple[float, int]:
+# What any transformers-based pruning process holds before it reads a model: the interpreter,
+# torch, and the transformers model/tokenizer classes (which import scikit-learn when installed).
+RUNTIME_IMPORTS = "import kenprune.cli, transformers; from transformers import AutoModelForCausalLM, AutoTokenizer"
+
+
+def run_rusage(args: list[str], python_args: tuple[str, ...] = ("-m", "kenprune")) -> tuple[float, int]:
     """Run `python -m kenprune ARGS` and reap it ourselves, so its own ru_maxrss is known."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "kenprune", *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, *python_args, *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -61,7 +66,8 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--no-embeddings-row", action="store_true", help="skip the --include-embeddings row")
-    parser.add_argument("--batch-size", type=int, default=8, help="calibration windows per block forward (CLI default 8)")
+    parser.add_argument("--batch-size", type=int, default=None, help="calibration windows per block forward "
+                        "(default: the CLI's own default)")
     parser.add_argument("--quick", action="store_true", help="4 x 128 calibration, 2 eval windows, 50 %% only")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "llm_prune.json"))
     args = parser.parse_args()
@@ -75,16 +81,18 @@ def main() -> None:
     windows = ["--eval-windows", str(args.eval_windows)] if args.eval_windows else []
     common = ["--model", args.model, "--calib", args.calib, "--nsamples", str(args.nsamples), "--seqlen",
               str(args.seqlen), "--seed", str(args.seed), "--sparse-dtype", "float16", "--eval", args.eval,
-              "--no-eval-before", "--batch-size", str(args.batch_size), *windows]
+              "--no-eval-before", *(["--batch-size", str(args.batch_size)] if args.batch_size else []), *windows]
     result = {"benchmark": "llm_prune", "model": args.model,
               "calibration": {"data": args.calib, "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed,
-                              "batch_size": args.batch_size,
+                              "batch_size": args.batch_size or "cli-default",
                               "activation_bytes": args.nsamples * args.seqlen * hidden * 4},
               "fp32_weight_bytes": weight_bytes,
               "rss_goal_bytes": 2 * weight_bytes + args.nsamples * args.seqlen * hidden * 4,
               "evaluation": {"data": args.eval, "seqlen": args.seqlen, "windows": args.eval_windows or "all"},
               "quick": args.quick, "rows": [], "complete": False, **provenance.record()}
     start = time.perf_counter()
+    _, runtime = run_rusage([], ("-c", RUNTIME_IMPORTS))
+    result["runtime_rss_bytes"] = runtime
     with tempfile.TemporaryDirectory() as tmp:
         dense_json = Path(tmp) / "dense.json"
         eval_args = ["--max-windows", str(args.eval_windows)] if args.eval_windows else []
@@ -94,6 +102,7 @@ def main() -> None:
         result["model_identity"] = dense.get("model")
         result["rows"].append({"method": "dense", "setting": "-", "perplexity": dense["perplexity"],
                                "peak_rss_bytes": peak, "seconds": seconds})
+        print(f"runtime before any model (python, torch, transformers classes): {runtime / 2**20:.0f} MiB")
         print(f"{'method':10} {'setting':9} {'ppl':>10} {'prune s':>8} {'peak RSS MiB':>12} {'sparsity':>8} "
               f"{'fp16 file':>10}", flush=True)
         print(f"{'dense':10} {'-':9} {dense['perplexity']:10.3f} {'':8} {peak / 2**20:12.0f}", flush=True)
@@ -110,7 +119,7 @@ def main() -> None:
             files = report["files"]
             row = {"method": method, "setting": setting + (" +emb" if extra else ""), "flags": extra,
                    "perplexity": report["after"]["perplexity"], "prune_seconds": report["seconds"]["prune"],
-                   "command_seconds": seconds, "peak_rss_bytes": peak,
+                   "command_seconds": seconds, "peak_rss_bytes": peak, "peak_above_runtime_bytes": peak - runtime,
                    "peak_rss_bytes_after_stage": report.get("peak_rss_bytes_after_stage"),
                    "block_linear_sparsity": report["block_linears"]["sparsity"],
                    "overall_sparsity": report["overall"]["sparsity"],
@@ -125,7 +134,8 @@ def main() -> None:
                   f"{peak / 2**20:12.0f} {row['block_linear_sparsity']:8.4f} {row['ratio']:9.3f}x", flush=True)
     result["complete"] = True
     write_json(args.out, result)
-    print(f"peak RSS goal (2 x fp32 weights + calibration activations): {result['rss_goal_bytes'] / 2**20:.0f} MiB")
+    print(f"peak RSS goal (2 x fp32 weights + calibration activations): {result['rss_goal_bytes'] / 2**20:.0f} MiB; "
+          f"the runtime alone holds {runtime / 2**20:.0f} MiB of it")
     print(f"wrote {args.out}")
 
 

@@ -83,10 +83,16 @@ def test_linears_fed_the_same_tensor_share_their_statistics():
 
 
 def test_consuming_the_inputs_frees_them_and_changes_nothing_else():
-    model = tiny_causal_lm("llama", layers=2)
+    model = tiny_causal_lm("llama", layers=3)
     inputs = capture_block_inputs(model, random_windows(4, 16), batch_size=2)
+    before = [h.clone() for h in inputs.hidden]
     kept = [torch.cat(step.hidden) for step in sequential_blocks(model, inputs, progress=False)]
-    assert len(inputs.hidden) == 2  # left unchanged: a search reuses it
-    consumed = [torch.cat(step.hidden) for step in sequential_blocks(model, inputs, progress=False, consume=True)]
+    assert len(inputs.hidden) == 2 and all(torch.equal(a, b) for a, b in zip(before, inputs.hidden))  # a search reuses it
+    buffers = []
+    consumed = []
+    for step in sequential_blocks(model, inputs, progress=False, consume=True):
+        consumed.append(torch.cat(step.hidden))
+        buffers.append([h.data_ptr() for h in step.hidden])
     assert inputs.hidden == []
     assert all(torch.equal(a, b) for a, b in zip(kept, consumed))
+    assert buffers[0] == buffers[1] == buffers[2]  # each block's outputs overwrite its inputs: no new activations

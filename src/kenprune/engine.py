@@ -22,6 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .errors import KenpruneError
+from .measure import release_free_memory
+from .protocol import CALIBRATION_BATCH
 from .methods.base import HESSIAN, NO_STATISTIC, NORMS, STATISTICS, InputStats
 
 
@@ -142,7 +144,7 @@ def _split_hidden(args: tuple, kwargs: dict) -> tuple[torch.Tensor, tuple, dict,
 
 
 @torch.no_grad()
-def capture_block_inputs(model: nn.Module, windows: torch.Tensor, *, batch_size: int = 8,
+def capture_block_inputs(model: nn.Module, windows: torch.Tensor, *, batch_size: int = CALIBRATION_BATCH,
                          storage_device: str | torch.device | None = None) -> BlockInputs:
     """Run the model's embedding stage on calibration windows [n, seqlen] and keep every block's inputs.
 
@@ -203,6 +205,7 @@ class BlockStep:
     hidden: list[torch.Tensor]  # this block's input hidden states, one tensor per batch
     outputs: list[torch.Tensor] | None = field(default=None, repr=False)
     keep_outputs: bool = True  # False when the engine recomputes the outputs after the step anyway
+    owns_hidden: bool = False  # True when `hidden`'s tensors may be overwritten (nobody else holds them)
 
     @torch.no_grad()
     def forward(self) -> list[torch.Tensor] | None:
@@ -220,9 +223,18 @@ class BlockStep:
     @torch.no_grad()
     def advance(self) -> list[torch.Tensor]:
         """Replace each batch's inputs by the block's outputs (current weights), one batch at a time,
-        so one set of calibration activations is live, not two. Returns the (same) list."""
+        so one set of calibration activations is live, not two. Returns the (same) list.
+
+        Outputs are written into the input buffers when the engine owns them: the activations then
+        keep their first allocation for the whole pass and only the forward's temporaries come and
+        go (new buffers per block fragment the heap by tens of MiB)."""
         for b, h in enumerate(self.hidden):
-            self.hidden[b] = self.inputs.call(self.block, self.index, b, h)
+            out = self.inputs.call(self.block, self.index, b, h)
+            if self.owns_hidden and out.shape == h.shape and out.dtype == h.dtype and out.device == h.device:
+                h.copy_(out)
+            else:
+                self.hidden[b] = out
+            del out
         return self.hidden
 
     def collect(self, statistic: str = NORMS) -> dict[str, InputStats]:
@@ -283,6 +295,7 @@ def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | to
                             f"this one has {len(blocks)}")
     device = resolve_device(device)
     hidden = [h.to(device) for h in inputs.hidden]  # our own list: steps replace its entries, never the tensors
+    owned = consume or any(h is not c for h, c in zip(hidden, inputs.hidden))  # moved copies are ours
     if consume:
         inputs.hidden = []
     inputs = replace(inputs, hidden=[]).to(device)  # the per-block arguments; hidden states travel in `hidden`
@@ -291,10 +304,17 @@ def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | to
         block.to(device)
         name = f"{blocks_name}.{index}" if blocks_name else str(index)
         step = BlockStep(index, name, block, block_linears(block, name), device, inputs, hidden,
-                         keep_outputs=not recompute)
+                         keep_outputs=not recompute, owns_hidden=owned)
         try:
             yield step
-            hidden = step.outputs if (step.outputs is not None and not recompute) else step.advance()
+            if step.outputs is not None and not recompute:
+                hidden = step.outputs
+            else:
+                hidden = step.advance()
+            owned = True  # from here on every tensor in `hidden` was made by the engine
         finally:
             block.to(home)
         step.hidden = step.outputs = None  # type: ignore[assignment]
+        release_free_memory()  # the step's freed temporaries go back to the OS, not into the next block's peak
+    del hidden, step
+    release_free_memory()  # and the calibration activations, before whatever runs next (e.g. an evaluation)

@@ -87,12 +87,20 @@ class PerplexityResult:
         }
 
 
+CE_ROWS = 128  # positions per cross-entropy call: its log-softmax buffer is [CE_ROWS, vocab], not [seqlen, vocab]
+
+
 def window_nll(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
     """Summed next-token NLL of each window (float64), shape [n]."""
     logits = model(input_ids=windows, use_cache=False).logits
-    # per window: logits[i, :-1] is a contiguous slice, so no copy of the [tokens, vocab] logits is made
-    return torch.stack([F.cross_entropy(logits[i, :-1].float(), windows[i, 1:], reduction="none").double().sum()
-                        for i in range(windows.size(0))])
+    sums = []
+    for i in range(windows.size(0)):
+        # logits[i, a:b] is a contiguous slice: no copy of the [tokens, vocab] logits is made
+        losses = [F.cross_entropy(logits[i, a:min(a + CE_ROWS, windows.size(1) - 1)].float(),
+                                  windows[i, a + 1:min(a + CE_ROWS, windows.size(1) - 1) + 1], reduction="none")
+                  for a in range(0, windows.size(1) - 1, CE_ROWS)]
+        sums.append(torch.cat(losses).double().sum())
+    return torch.stack(sums)
 
 
 @torch.inference_mode()

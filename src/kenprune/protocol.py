@@ -7,6 +7,10 @@ from .errors import KenpruneError
 
 BOS_POLICIES = ("auto", "prepend", "none")
 
+# Calibration windows per block forward. One, as in the papers' loops: on CPU it is as fast as
+# larger batches and keeps the forward's temporaries smallest; raise it on a GPU.
+CALIBRATION_BATCH = 1
+
 
 @dataclass(frozen=True)
 class PerplexityProtocol:

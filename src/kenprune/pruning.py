@@ -24,6 +24,7 @@ from torch import nn
 from .engine import (BlockInputs, block_linears, capture_block_inputs, find_blocks, linear_weight,
                      sequential_blocks, set_linear_weight)
 from .errors import KenpruneError
+from .protocol import CALIBRATION_BATCH
 from .methods import METHODS, NO_STATISTIC, Method, Pattern, check_sparsity, magnitude, select
 
 Sparsity = Union[float, Mapping[Union[int, str], float]]
@@ -86,7 +87,7 @@ def _prune_layer(method: Method, module: nn.Module, stats: Any, ratio: float, pa
 def prune_model(model: nn.Module, calibration: Calibration = None, *, method: str = "wanda",
                 sparsity: Sparsity = 0.5, pattern: str | Pattern | None = None, group: str | None = None,
                 include_embeddings: bool = False, device: str | torch.device | None = None,
-                batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+                batch_size: int = CALIBRATION_BATCH, progress: bool = True) -> dict[str, Any]:
     """Prune `model` in place, block by block; returns the sparsity report (see `sparsity_report`).
 
     calibration: windows [n, seqlen] or captured BlockInputs (not needed for magnitude).
@@ -143,7 +144,7 @@ def pruned_copy(model: nn.Module, sparsity: Sparsity, calibration: Calibration =
 @torch.no_grad()
 def layer_scores(model: nn.Module, calibration: Calibration = None, *, method: str = "wanda",
                  reduce: Callable[[str, torch.Tensor], Any] | None = None, device: str | torch.device | None = None,
-                 batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+                 batch_size: int = CALIBRATION_BATCH, progress: bool = True) -> dict[str, Any]:
     """Element-wise scores [out, in] of every block Linear from one dense pass, nothing pruned.
 
     `reduce(name, scores)` turns each score matrix into what the caller keeps (e.g. OWL's outlier

@@ -16,6 +16,7 @@ from .errors import KenpruneError
 from .fileio import atomic_dir, write_json
 from .measure import StageTimer, path_bytes, peak_rss_bytes
 from .pruning import Sparsity
+from .protocol import CALIBRATION_BATCH
 
 SPARSE_FILE = "model.sparse.safetensors"
 REPORT_FILE = "report.json"
@@ -85,7 +86,7 @@ def prune(model: str = "smollm2-135m", *, method: str = "wanda", sparsity: Spars
           pattern: str | None = None, group: str | None = None, calib: str = "wiki:calib", nsamples: int = 128,
           seqlen: int = 512, seed: int = 0, out: str | Path | None = None, eval: str | None = None,
           eval_windows: int | None = None, include_embeddings: bool = False, sparse_dtype: str = "same",
-          batch_size: int = 8, device: str | None = None, allocation: str | None = None,
+          batch_size: int = CALIBRATION_BATCH, device: str | None = None, allocation: str | None = None,
           eval_before: bool = True, progress: bool = True) -> dict[str, Any]:
     """Prune a model element-wise (magnitude/wanda/sparsegpt; unstructured or N:M) and report it.
 

@@ -89,3 +89,33 @@ def test_calibration_sampler_is_deterministic_per_seed(smollm2):
         assert starts
     with pytest.raises(KenpruneError, match="exceed"):
         sample_windows(tokens, 10_000, 512, seed=0)
+
+
+def test_wiki_parse_is_cached_and_a_warm_load_never_imports_gensim(tmp_path, monkeypatch):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("KENPRUNE_CACHE", str(tmp_path))
+    corpora._wiki_documents.cache_clear()
+    try:
+        cold = corpora._wiki_documents()
+        cached = list((tmp_path / "corpora").glob("wiki-*.json"))
+        assert len(cached) == 1 and not list((tmp_path / "corpora").glob(".*.tmp"))
+        assert cold == tuple(corpora._parse_wiki(corpora._gensim_file(corpora.WIKI_FILE)))
+        corpora._wiki_documents.cache_clear()
+        assert corpora._wiki_documents() == cold  # read back from the cache file
+
+        code = ("import sys; from kenprune.assets.corpora import load_documents; "
+                "docs = load_documents('wiki:calib'); print(len(docs), 'gensim' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "KENPRUNE_CACHE": str(tmp_path)}).stdout.split()
+        assert out[1] == "False" and int(out[0]) > 0
+
+        cached[0].write_text("{not json", encoding="utf-8")  # a damaged cache is parsed again and replaced
+        corpora._wiki_documents.cache_clear()
+        assert corpora._wiki_documents() == cold
+        assert len(json.loads(cached[0].read_text(encoding="utf-8"))) == len(cold)
+    finally:
+        corpora._wiki_documents.cache_clear()

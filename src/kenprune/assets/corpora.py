@@ -47,11 +47,13 @@ CORPORA: Registry[CorpusSpec] = Registry("corpus")
 
 
 def _gensim_file(name: str) -> Path:
-    try:
-        from gensim.test.utils import datapath
-    except ImportError as exc:  # pragma: no cover - gensim is a core dependency
-        raise KenpruneError("gensim is not installed; run `pip install gensim==4.4.0`") from exc
-    path = Path(datapath(name))
+    """A data file bundled with gensim, found without importing gensim (its import costs ~45 MiB)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or not spec.submodule_search_locations:
+        raise KenpruneError("gensim is not installed; run `pip install gensim==4.4.0`")
+    path = Path(list(spec.submodule_search_locations)[0]) / "test" / "test_data" / name
     if not path.exists():
         raise KenpruneError(f"gensim's bundled file {name} is missing from {path.parent}")
     return path
@@ -72,11 +74,13 @@ def clean_wiki_markup(text: str) -> str:
     return text.strip()
 
 
-@functools.lru_cache(maxsize=1)
-def _wiki_documents() -> tuple[Document, ...]:
+WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+WIKI_PARSE_VERSION = 1  # bump when the parsing or cleaning below changes: it names the cached parse
+
+
+def _parse_wiki(path: Path) -> list[Document]:
     from gensim.corpora.wikicorpus import extract_pages, filter_wiki
 
-    path = _gensim_file("enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
     docs = []
     with bz2.BZ2File(path) as fh:
         for title, text, _pageid in extract_pages(fh):
@@ -85,6 +89,31 @@ def _wiki_documents() -> tuple[Document, ...]:
             body = clean_wiki_markup(filter_wiki(text))
             if body:
                 docs.append(Document(title=title, text=f"= {title} =\n\n{body}"))
+    return docs
+
+
+@functools.lru_cache(maxsize=1)
+def _wiki_documents() -> tuple[Document, ...]:
+    """The Wikipedia sample's articles as plain text. The parse is cached as JSON under the
+    kenprune cache (named by the dump's hash, gensim's version and WIKI_PARSE_VERSION), so only
+    the first use on a machine imports gensim and runs its wiki parser."""
+    import json
+    from importlib.metadata import version
+
+    from .. import provenance
+    from ..fileio import atomic_file
+
+    path = _gensim_file(WIKI_FILE)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    cached = provenance.cache_root() / "corpora" / f"wiki-{digest}-gensim-{version('gensim')}-v{WIKI_PARSE_VERSION}.json"
+    if cached.exists():
+        try:
+            return tuple(Document(title, text) for title, text in json.loads(cached.read_text(encoding="utf-8")))
+        except (ValueError, TypeError):
+            pass  # a damaged cache file is parsed again and replaced
+    docs = _parse_wiki(path)
+    with atomic_file(cached) as tmp:
+        tmp.write_text(json.dumps([[d.title, d.text] for d in docs], ensure_ascii=False), encoding="utf-8")
     return tuple(docs)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..protocol import CALIBRATION_BATCH
 from ..structured.cli import add_arguments as add_structured_arguments
 from .report import write_report_quietly as _write_report
 
@@ -34,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--include-embeddings", action="store_true",
                    help="also prune embeddings and LM head (magnitude, per row)")
     p.add_argument("--sparse-dtype", default="same", help="values dtype in the sparse file: same|float16|bfloat16")
-    p.add_argument("--batch-size", type=int, default=8, help="calibration windows per block forward")
+    p.add_argument("--batch-size", type=int, default=CALIBRATION_BATCH,
+                   help="calibration windows per block forward (more is faster on a GPU, costs memory)")
     p.add_argument("--device", default=None, help="compute device (default: cuda if present, else cpu)")
     p.add_argument("--allocation", default=None,
                    help="spread --sparsity over layers: uniform|global|er|er-plus|owl|dsa:FUNCTION|FILE "
