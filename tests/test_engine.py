@@ -96,3 +96,18 @@ def test_consuming_the_inputs_frees_them_and_changes_nothing_else():
     assert inputs.hidden == []
     assert all(torch.equal(a, b) for a, b in zip(kept, consumed))
     assert buffers[0] == buffers[1] == buffers[2]  # each block's outputs overwrite its inputs: no new activations
+
+
+def test_calibration_batches_share_equal_positional_tensors():
+    """Every window has positions 0..seqlen-1: their rotary tables are stored once, not per batch."""
+    model = tiny_causal_lm("llama", layers=2)
+    windows = random_windows(6, 16)
+    inputs = capture_block_inputs(model, windows, batch_size=1)
+    rotary = [step_extras[1]["position_embeddings"][0] for step_extras in inputs.extras[0]]
+    assert len(rotary) == 6 and all(r is rotary[0] for r in rotary)
+    hidden = [h for h in inputs.hidden]
+    assert len({h.data_ptr() for h in hidden}) == 6  # the hidden states differ per window and stay separate
+    kept = [torch.cat(step.hidden) for step in sequential_blocks(model, inputs, progress=False)]
+    with torch.no_grad():
+        expected = model(input_ids=windows, output_hidden_states=True).hidden_states[1]
+    assert torch.allclose(kept[1], expected, atol=1e-5)

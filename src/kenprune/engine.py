@@ -102,6 +102,20 @@ def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     return obj
 
 
+def _share_equal(obj: Any, first: Any) -> Any:
+    """`obj` with each tensor equal to its counterpart in `first` replaced by that counterpart: the
+    positions and rotary tables of every calibration batch are the same, so one copy is kept."""
+    if isinstance(obj, torch.Tensor):
+        same = (isinstance(first, torch.Tensor) and obj.shape == first.shape and obj.dtype == first.dtype
+                and obj.device == first.device and torch.equal(obj, first))
+        return first if same else obj
+    if isinstance(obj, (tuple, list)) and isinstance(first, type(obj)) and len(obj) == len(first):
+        return type(obj)(_share_equal(o, f) for o, f in zip(obj, first))
+    if isinstance(obj, dict) and isinstance(first, dict):
+        return {k: _share_equal(v, first[k]) if k in first else v for k, v in obj.items()}
+    return obj
+
+
 @dataclass
 class BlockInputs:
     """What enters the blocks for a batched calibration set.
@@ -168,7 +182,8 @@ def capture_block_inputs(model: nn.Module, windows: torch.Tensor, *, batch_size:
             if index == 0:
                 hidden.append(h.detach().to(storage))
                 hidden_kwarg[0] = key
-            extras[index].append(_map_tensors((rest_args, rest_kwargs), lambda t: t.detach().to(storage)))
+            extra = _map_tensors((rest_args, rest_kwargs), lambda t: t.detach().to(storage))
+            extras[index].append(_share_equal(extra, extras[index][0]) if extras[index] else extra)
             if index == len(blocks) - 1:
                 raise _StopForward
             return h

@@ -137,7 +137,7 @@ def prune(model: str = "smollm2-135m", *, method: str = "wanda", sparsity: Spars
                                                                  progress=progress), sparsity)
         report["allocation"] = chosen.to_dict()
         sparsity = chosen.ratios
-    with timer.stage("prune"):
+    with timer.stage("prune"), loaded.tokenizer_released():
         result = prune_model(loaded.model, windows, method=method, sparsity=sparsity, pattern=parsed, group=group,
                              include_embeddings=include_embeddings, device=device, batch_size=batch_size,
                              progress=progress)

@@ -87,3 +87,11 @@ def test_identity_records_the_weights_hash(smollm2):
     assert ident["name"] == "smollm2-135m"
     assert ident["weights_sha256"] == provenance.model_sha256(smollm2.model)
     assert len(ident["weights_sha256"]) == 64
+
+
+def test_tokenizer_is_released_for_a_block_and_loaded_again(smollm2):
+    text = "Kernel density estimation, 2:4 sparsity and Wanda."
+    before = smollm2.tokenizer(text)["input_ids"]
+    with smollm2.tokenizer_released():
+        assert smollm2.tokenizer is None
+    assert smollm2.tokenizer(text)["input_ids"] == before
