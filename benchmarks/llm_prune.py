@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 from kenprune import provenance
-from kenprune.assets.models import load_model
+from kenprune.assets.models import resolve_model
 from kenprune.fileio import write_json
 
 SETTINGS = ("50%", "2:4", "70%", "4:8", "60%")
@@ -32,13 +33,17 @@ METHODS = ("magnitude", "wanda", "sparsegpt")
 
 # What any transformers-based pruning process holds before it reads a model: the interpreter,
 # torch, and the transformers model/tokenizer classes (which import scikit-learn when installed).
-RUNTIME_IMPORTS = "import kenprune.cli, transformers; from transformers import AutoModelForCausalLM, AutoTokenizer"
+RUNTIME_IMPORTS = ("import kenprune.cli, transformers; from transformers import AutoModelForCausalLM, AutoTokenizer; "
+                   "from kenprune.measure import peak_rss_bytes; print(peak_rss_bytes())")
 
 
-def run_rusage(args: list[str], python_args: tuple[str, ...] = ("-m", "kenprune")) -> tuple[float, int]:
-    """Run `python -m kenprune ARGS` and reap it ourselves, so its own ru_maxrss is known."""
+def run_rusage(args: list[str]) -> tuple[float, int]:
+    """Run `python -m kenprune ARGS` and reap it ourselves, so its own ru_maxrss is known.
+
+    ru_maxrss also counts the address space that exec'd the child, i.e. this process: it stays
+    small (no model loaded here) so the figure is the command's own."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *python_args, *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "kenprune", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -46,6 +51,27 @@ def run_rusage(args: list[str], python_args: tuple[str, ...] = ("-m", "kenprune"
     if proc.returncode:
         raise RuntimeError(f"kenprune {' '.join(args)} failed:\n{stderr[-2000:]}")
     return time.perf_counter() - start, usage.ru_maxrss * 1024
+
+
+def model_terms(model: str) -> tuple[int, int]:
+    """(hidden size, fp32 weight bytes) from config.json and the safetensors headers: no weights
+    are loaded into this process, whose own memory would otherwise count in the rows' ru_maxrss."""
+    from safetensors import safe_open
+
+    folder = Path(resolve_model(model)[1])
+    hidden = json.loads((folder / "config.json").read_text())["hidden_size"]
+    numel = 0
+    for file in folder.glob("*.safetensors"):
+        with safe_open(file, framework="numpy") as f:
+            for key in f.keys():
+                numel += math.prod(f.get_slice(key).get_shape())
+    return hidden, numel * 4
+
+
+def runtime_rss() -> int:
+    """Peak RSS of a process that only imports what `kenprune prune` imports before reading a model."""
+    out = subprocess.run([sys.executable, "-c", RUNTIME_IMPORTS], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
 
 
 def setting_args(setting: str) -> list[str]:
@@ -74,10 +100,7 @@ def main() -> None:
     if args.quick:
         args.nsamples, args.seqlen, args.eval_windows, args.settings = 4, 128, 2, "50%"
     methods, settings = args.methods.split(","), args.settings.split(",")
-    loaded = load_model(args.model)  # only for the memory goal's terms; the rows run in their own processes
-    hidden = loaded.model.config.hidden_size
-    weight_bytes = sum(p.numel() * 4 for p in loaded.model.parameters())
-    del loaded
+    hidden, weight_bytes = model_terms(args.model)
     windows = ["--eval-windows", str(args.eval_windows)] if args.eval_windows else []
     common = ["--model", args.model, "--calib", args.calib, "--nsamples", str(args.nsamples), "--seqlen",
               str(args.seqlen), "--seed", str(args.seed), "--sparse-dtype", "float16", "--eval", args.eval,
@@ -91,7 +114,7 @@ def main() -> None:
               "evaluation": {"data": args.eval, "seqlen": args.seqlen, "windows": args.eval_windows or "all"},
               "quick": args.quick, "rows": [], "complete": False, **provenance.record()}
     start = time.perf_counter()
-    _, runtime = run_rusage([], ("-c", RUNTIME_IMPORTS))
+    runtime = runtime_rss()
     result["runtime_rss_bytes"] = runtime
     with tempfile.TemporaryDirectory() as tmp:
         dense_json = Path(tmp) / "dense.json"
