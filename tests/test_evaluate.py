@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kenprune.assets.corpora import join_text, load_documents
 from kenprune.errors import KenpruneError
@@ -59,3 +60,48 @@ def test_bad_protocols_are_refused(smollm2):
         perplexity(smollm2, PerplexityProtocol(seqlen=100_000), progress=False)
     with pytest.raises(KenpruneError, match="at least 2"):
         PerplexityProtocol(seqlen=1)
+
+
+def _full_logits_nll(model, windows):
+    logits = model(input_ids=windows, use_cache=False).logits.float()
+    return torch.stack([F.cross_entropy(logits[i, :-1], windows[i, 1:], reduction="sum").double()
+                        for i in range(windows.shape[0])])
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "opt"])
+def test_window_nll_never_needs_the_full_logits_and_equals_them(arch, monkeypatch):
+    import kenprune.evaluate as evaluate
+    from kenprune.testing import random_windows, tiny_causal_lm
+
+    model = tiny_causal_lm(arch)
+    windows = random_windows(2, 40)
+    monkeypatch.setattr(evaluate, "CE_ROWS", 16)  # 39 predicted positions: chunks of 16, 16, 7
+    rows_seen = []
+    model.get_output_embeddings().register_forward_hook(lambda m, a, out: rows_seen.append(out.shape[-2]))
+    with torch.no_grad():
+        got = evaluate.window_nll(model, windows)
+    assert max(rows_seen) <= 16  # the head never ran on the whole window
+    assert torch.allclose(got, _full_logits_nll(model, windows), rtol=1e-6)
+
+
+def test_window_nll_falls_back_to_full_logits_when_the_model_post_processes_them():
+    import kenprune.evaluate as evaluate
+    from kenprune.testing import random_windows, tiny_causal_lm
+
+    class SoftCapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = tiny_causal_lm("llama")
+
+        def get_output_embeddings(self):
+            return self.inner.get_output_embeddings()
+
+        def forward(self, **kwargs):
+            out = self.inner(**kwargs)
+            out.logits = 3.0 * torch.tanh(out.logits / 3.0)
+            return out
+
+    model = SoftCapped()
+    windows = random_windows(2, 24)
+    with torch.no_grad():
+        assert torch.allclose(evaluate.window_nll(model, windows), _full_logits_nll(model, windows), rtol=1e-6)

@@ -87,20 +87,53 @@ class PerplexityResult:
         }
 
 
-CE_ROWS = 128  # positions per cross-entropy call: its log-softmax buffer is [CE_ROWS, vocab], not [seqlen, vocab]
+CE_ROWS = 128  # positions per head + cross-entropy call: logits are [CE_ROWS, vocab] at a time, never [seqlen, vocab]
+
+
+def _chunked_nll(head: torch.nn.Module | None, hidden: torch.Tensor | None, windows: torch.Tensor,
+                 logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Summed next-token NLL per window, CE_ROWS positions at a time, from final hidden states
+    through `head` (or from full `logits` when given)."""
+    n, seqlen = windows.shape
+    sums = []
+    for i in range(n):
+        losses = []
+        for a in range(0, seqlen - 1, CE_ROWS):
+            b = min(a + CE_ROWS, seqlen - 1)
+            chunk = logits[i, a:b] if logits is not None else head(hidden[i, a:b])  # a contiguous slice: no copy
+            losses.append(F.cross_entropy(chunk.float(), windows[i, a + 1:b + 1], reduction="none"))
+        sums.append(torch.cat(losses).double().sum())
+    return torch.stack(sums)
 
 
 def window_nll(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
-    """Summed next-token NLL of each window (float64), shape [n]."""
-    logits = model(input_ids=windows, use_cache=False).logits
-    sums = []
-    for i in range(windows.size(0)):
-        # logits[i, a:b] is a contiguous slice: no copy of the [tokens, vocab] logits is made
-        losses = [F.cross_entropy(logits[i, a:min(a + CE_ROWS, windows.size(1) - 1)].float(),
-                                  windows[i, a + 1:min(a + CE_ROWS, windows.size(1) - 1) + 1], reduction="none")
-                  for a in range(0, windows.size(1) - 1, CE_ROWS)]
-        sums.append(torch.cat(losses).double().sum())
-    return torch.stack(sums)
+    """Summed next-token NLL of each window (float64), shape [n].
+
+    The [seqlen, vocab] logits are never materialised when the model's logits are its output
+    head applied to the final hidden states: a pre-hook keeps those hidden states and lets the
+    head compute the last position only, which is checked against our own head call (a model
+    that post-processes its logits, e.g. soft-capping, fails the check and gets the full logits).
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        return _chunked_nll(None, None, windows, model(input_ids=windows, use_cache=False).logits)
+    kept: dict[str, torch.Tensor] = {}
+
+    def last_position_only(_module: torch.nn.Module, args: tuple) -> tuple:
+        kept["hidden"] = args[0]
+        return (args[0][:, -1:], *args[1:])
+
+    handle = head.register_forward_pre_hook(last_position_only)
+    try:
+        last = model(input_ids=windows, use_cache=False).logits
+    finally:
+        handle.remove()
+    hidden = kept.get("hidden")
+    if (hidden is not None and hidden.shape[:2] == windows.shape and last.shape[:2] == (windows.shape[0], 1)
+            and torch.allclose(head(hidden[:, -1:]).float(), last.float(), rtol=1e-5, atol=1e-5)):
+        return _chunked_nll(head, hidden, windows)
+    del hidden, kept, last
+    return _chunked_nll(None, None, windows, model(input_ids=windows, use_cache=False).logits)
 
 
 @torch.inference_mode()
