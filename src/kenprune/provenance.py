@@ -1,6 +1,7 @@
 """What produced a result: library versions, machine, and content hashes of weights and files."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -73,9 +74,31 @@ def model_sha256(model: torch.nn.Module) -> str:
     return tensors_sha256(dict(model.state_dict()))
 
 
+@functools.lru_cache(maxsize=1)
+def source_commit() -> str | None:
+    """The git commit kenprune runs from (with "+dirty" for uncommitted changes); None outside a checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def record() -> dict[str, object]:
     """The provenance block every result file carries."""
-    return {"versions": versions(), "machine": machine(), "argv": list(sys.argv)}
+    out: dict[str, object] = {"versions": versions(), "machine": machine(), "argv": list(sys.argv)}
+    commit = source_commit()
+    if commit:
+        out["kenprune_commit"] = commit
+    return out
 
 
 def short(digest: str | None, n: int = 12) -> str:
