@@ -36,6 +36,21 @@ def test_sparse_file_round_trips_to_the_identical_dense_model(tmp_path, arch, pa
         assert torch.allclose(model(input_ids=ids).logits, restored(input_ids=ids).logits, atol=1e-6)
 
 
+def test_nm_grouping_is_only_tried_where_the_pattern_can_hold(tmp_path, monkeypatch):
+    """A dense embedding is never grouped (nor transposed) for N:M: it would cost ~5x its size in temporaries."""
+    import kenprune.formats.sparse as sparse
+
+    model = tiny_causal_lm("llama", layers=2)
+    prune_model(model, None, method="magnitude", pattern="2:4")
+    tried = []
+    original = sparse._nm
+    monkeypatch.setattr(sparse, "_nm", lambda t, n, m: tried.append(tuple(t.shape)) or original(t, n, m))
+    info = save_sparse(model, tmp_path / "m.safetensors", nm=(2, 4))
+    linears = [tuple(m.weight.shape) for m in model.model.layers.modules() if isinstance(m, torch.nn.Linear)]
+    assert sorted(tried) == sorted(linears)  # each pruned Linear once; embeddings and norms never
+    assert info["tensors_by_encoding"]["nm"] == len(linears)
+
+
 def test_the_file_shrinks_and_fp16_values_reach_the_goal(tmp_path):
     model = tiny_causal_lm("llama", layers=2, hidden=256, vocab=64)
     prune_model(model, None, method="magnitude", sparsity=0.5, include_embeddings=True)

@@ -48,7 +48,7 @@ def _nm(t: torch.Tensor, n: int, m: int) -> dict[str, torch.Tensor] | None:
         return None
     groups = t.reshape(t.shape[0], -1, m)
     nonzero = groups != 0
-    if int(nonzero.sum(dim=-1).max()) > m - n:
+    if int(nonzero.sum(dim=-1, dtype=torch.int32).max()) > m - n:
         return None
     # the kept slots: every nonzero, topped up with zeros, in position order
     order = torch.sort((~nonzero).to(torch.uint8), dim=-1, stable=True).indices[..., : m - n]
@@ -60,12 +60,13 @@ def _encode(t: torch.Tensor, nm: tuple[int, int] | None) -> tuple[str, dict[str,
     dense_bytes = t.numel() * t.element_size()
     if not t.is_floating_point() or t.dim() < 2:
         return DENSE, {"": t}
-    if nm is not None:
+    nonzeros = int(torch.count_nonzero(t))
+    # N:M is tried only where it can hold: a dense embedding is never grouped (or transposed) for nothing
+    if nm is not None and nonzeros * nm[1] <= t.numel() * (nm[1] - nm[0]):
         for encoding, view in ((NM, t), (NM_TRANSPOSED, t.T)):  # GPT-2's Conv1D stores [in, out]
             packed = _nm(view, *nm) if view.dim() == 2 else None
             if packed is not None and sum(p.numel() * p.element_size() for p in packed.values()) < dense_bytes:
                 return encoding, packed
-    nonzeros = int(torch.count_nonzero(t))
     if nonzeros * t.element_size() + (t.numel() + 7) // 8 < dense_bytes:
         return BITMASK, _bitmask(t)
     return DENSE, {"": t}
