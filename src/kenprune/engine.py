@@ -249,7 +249,6 @@ class BlockStep:
                 h.copy_(out)
             else:
                 self.hidden[b] = out
-            del out
         return self.hidden
 
     def collect(self, statistic: str = NORMS) -> dict[str, InputStats]:
