@@ -24,7 +24,7 @@ import numpy as np
 
 from kenprune import provenance
 from kenprune.allocate import resolve_allocation
-from kenprune.allocate.api import search_allocation
+from kenprune.jobs.search import search_allocation
 from kenprune.allocate.dsa import random_function
 from kenprune.allocate.executors import RayExecutor, SequentialExecutor
 from kenprune.allocate.fitness import PerplexityFitness, prepared
@@ -34,8 +34,8 @@ from kenprune.allocate.search import AllocationSpace
 from kenprune.errors import KenpruneError
 from kenprune.evaluate import perplexity
 from kenprune.fileio import write_json
-from kenprune.protocol import PerplexityProtocol
-from kenprune.pruning import prune_model
+from kenprune.evaluate.protocol import PerplexityProtocol
+from kenprune.engine.elementwise import prune_model
 
 PUBLISHED_DSA = "abslog|var|atan,asin|noop"  # DSA's README function for LLaMA-1 7B (70 %, Wanda)
 BASELINES = ["uniform", "global", "er", "owl", f"dsa:{PUBLISHED_DSA}"]

@@ -37,10 +37,10 @@ def main() -> None:
     parser.add_argument("--skip-cold", action="store_true", help="skip the cold (conversion) load")
     args = parser.parse_args()
 
-    from kenprune.assets import models
-    from kenprune.assets.corpora import join_text, load_documents, tokenize_stream
+    from kenprune.models import loading as models
+    from kenprune.data.corpora import join_text, load_documents, tokenize_stream
     from kenprune.evaluate import make_windows, perplexity
-    from kenprune.protocol import PerplexityProtocol
+    from kenprune.evaluate.protocol import PerplexityProtocol
 
     rows = []
     if not args.skip_cold:

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from kenprune import provenance
-from kenprune.assets.models import LoadedModel
+from kenprune.models.loading import LoadedModel
 from kenprune.fileio import write_json
-from kenprune.finetuning import finetune
+from kenprune.jobs.finetune import finetune
 from kenprune.ken.api import evaluate_loaded, finetuned_bytes, ken_models, load_pair
 from kenprune.ken.apply import unique_parameters
 from kenprune.ken.baselines import delta_scores, random_rows, topk_rows

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests" / "ken"))
 from reference import ken_row_official, ken_rows_reference  # noqa: E402
 
 from kenprune import provenance  # noqa: E402
-from kenprune.assets.models import load_model  # noqa: E402
+from kenprune.models.loading import load_model  # noqa: E402
 from kenprune.fileio import write_json  # noqa: E402
 from kenprune.ken.apply import select_masks, unique_parameters  # noqa: E402
 from kenprune.ken.select import ken_rows_chunked, selection_threads  # noqa: E402

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from kenprune import provenance
-from kenprune.assets.models import resolve_model
+from kenprune.models.loading import resolve_model
 from kenprune.fileio import write_json
 
 SETTINGS = ("50%", "2:4", "70%", "4:8", "60%")

@@ -47,11 +47,11 @@ def main() -> None:
         args.lora_steps, args.lora_batch, args.lora_seqlen = 8, 2, 128
         args.latency_rounds, args.decode_tokens = 3, 16
 
-    from kenprune.assets.models import load_model
+    from kenprune.models.loading import load_model
     from kenprune.evaluate import perplexity
-    from kenprune.latency import compare_latency, latency_row
+    from kenprune.evaluate.latency import compare_latency, latency_row
     from kenprune.measure import path_bytes
-    from kenprune.protocol import PerplexityProtocol
+    from kenprune.evaluate.protocol import PerplexityProtocol
     from kenprune.structured.io import save_structured
     from kenprune.structured.plan import PrunePlan
     from kenprune.structured.prune import prune_structured

@@ -31,13 +31,13 @@ def main() -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from kenprune.assets.models import LoadedModel
-    from kenprune.latency import compare_latency, latency_row
+    from kenprune.models.loading import LoadedModel
+    from kenprune.evaluate.latency import compare_latency, latency_row
     from kenprune.structured.plan import PrunePlan
     from kenprune.structured.prune import prune_structured
 
     if args.config is None:
-        from kenprune.assets.models import MODELS
+        from kenprune.models.loading import MODELS
 
         args.config = str(Path(MODELS.get("smollm2-135m").folder()) / "config.json")
     config_dict = json.loads(Path(args.config).read_text())

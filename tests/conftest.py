@@ -12,13 +12,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def smollm2():
     """The default LLM (real weights), loaded once. Tests must not modify it in place."""
-    from kenprune.assets.models import load_model
+    from kenprune.models.loading import load_model
 
     return load_model("smollm2-135m")
 
 
 @pytest.fixture(scope="session")
 def minilm():
-    from kenprune.assets.models import load_model
+    from kenprune.models.loading import load_model
 
     return load_model("minilm-l6")

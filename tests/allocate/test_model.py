@@ -4,7 +4,7 @@ import pytest
 
 from kenprune.allocate import resolve_allocation
 from kenprune.allocate.model import layer_source, model_layers
-from kenprune.pruning import prune_model
+from kenprune.engine.elementwise import prune_model
 from kenprune.testing import random_windows, tiny_causal_lm
 
 

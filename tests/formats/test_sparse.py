@@ -4,7 +4,7 @@ import torch
 from kenprune.errors import KenpruneError
 from kenprune.formats import load_sparse, load_sparse_model, read_manifest, save_sparse
 from kenprune.formats.bits import index_width, pack_bits, unpack_bits
-from kenprune.pruning import prune_model
+from kenprune.engine.elementwise import prune_model
 from kenprune.testing import tiny_causal_lm
 
 

@@ -33,7 +33,7 @@ def tiny_folder(arch: str, root: Path) -> Path:
     try:
         from kenprune.models.loading import MODELS
     except ImportError:  # before the spine refactor
-        from kenprune.assets.models import MODELS
+        from kenprune.models.loading import MODELS
     folder = root / f"tiny-{arch}"
     if folder.exists():
         return folder

@@ -7,7 +7,7 @@ import pytest
 @pytest.fixture(scope="session")
 def minilm_pair(tmp_path_factory):
     """Folder of minilm-l6 fine-tuned 3 steps on pang-lee (with initial/ = KEN's base) and its record."""
-    from kenprune.finetuning import finetune
+    from kenprune.jobs.finetune import finetune
 
     out = tmp_path_factory.mktemp("ft") / "minilm-pang-lee"
     record = finetune("minilm-l6", "pang-lee", out=out, steps=3, batch_size=8, seqlen=48, lr=5e-4, seed=0,

@@ -29,7 +29,7 @@ def test_summary_and_files(ken_run, minilm_pair):
 
 
 def test_apply_rebuilds_bit_identical(ken_run, minilm_pair, tmp_path):
-    from kenprune.assets.models import load_model
+    from kenprune.models.loading import load_model
 
     out, res = ken_run
     rebuilt = ken_apply(str(minilm_pair[0] / "initial"), out / "subnetwork.safetensors", tmp_path / "m",

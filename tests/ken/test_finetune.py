@@ -10,7 +10,7 @@ from kenprune.errors import KenpruneError
 
 
 def test_classifier_record_and_initial(minilm_pair):
-    from kenprune.assets.models import load_model
+    from kenprune.models.loading import load_model
 
     folder, record = minilm_pair
     saved = json.loads((folder / "kenprune.json").read_text())
@@ -27,7 +27,7 @@ def test_classifier_record_and_initial(minilm_pair):
 def test_causal_lm_adaptation(smollm2, tmp_path):
     import copy
 
-    from kenprune.finetuning import finetune
+    from kenprune.jobs.finetune import finetune
 
     record = finetune(copy.deepcopy(smollm2), "lee", out=tmp_path / "lm", steps=1, batch_size=1, seqlen=16,
                       eval_windows=1, progress=False)
@@ -37,7 +37,7 @@ def test_causal_lm_adaptation(smollm2, tmp_path):
 
 
 def test_bad_inputs(tmp_path):
-    from kenprune.finetuning import finetune
+    from kenprune.jobs.finetune import finetune
 
     with pytest.raises(KenpruneError, match="causal LM"):
         finetune("minilm-l6", "lee", out=tmp_path / "x", steps=1, progress=False)

@@ -30,7 +30,7 @@ def tiny_llama():
 @pytest.fixture
 def tiny_loaded(smollm2):
     """A tiny random Llama with the real smollm2 tokenizer (and its vocabulary size)."""
-    from kenprune.assets.models import LoadedModel
+    from kenprune.models.loading import LoadedModel
 
     return LoadedModel(model=tiny_causal_lm(vocab=len(smollm2.tokenizer)), tokenizer=smollm2.tokenizer, name="tiny-llama", source="tiny", task="causal-lm")
 

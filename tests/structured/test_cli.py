@@ -24,7 +24,7 @@ def _prune_parser() -> argparse.ArgumentParser:
 
 @pytest.fixture
 def tiny_folder(tiny_loaded, tmp_path):
-    from kenprune.assets.models import save_model
+    from kenprune.models.loading import save_model
 
     return save_model(tiny_loaded, tmp_path / "tiny", {})
 

@@ -31,7 +31,7 @@ def test_bad_lora_settings_fail_before_training(tiny_loaded):
 @pytest.mark.slow
 def test_a_few_lora_steps_lower_perplexity_of_pruned_smollm2(smollm2):
     from kenprune.evaluate import perplexity
-    from kenprune.protocol import PerplexityProtocol
+    from kenprune.evaluate.protocol import PerplexityProtocol
 
     loaded = copy.copy(smollm2)
     loaded.model = copy.deepcopy(smollm2.model)

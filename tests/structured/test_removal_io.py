@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from kenprune.assets.models import load_model
+from kenprune.models.loading import load_model
 from kenprune.structured.groups import block_groups
 from kenprune.structured.importance import unit_scores
 from kenprune.structured.io import save_structured

@@ -33,7 +33,7 @@ class PerplexityFitness:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from ..assets.corpora import parse_data_ref
+        from ..data.corpora import parse_data_ref
 
         if self.proxy not in PROXIES:
             raise KenpruneError(f"unknown fitness proxy {self.proxy!r}; choose one of: {', '.join(PROXIES)}")
@@ -50,7 +50,7 @@ class PerplexityFitness:
         prepared = _prepare(self)
         ratios = dict(enumerate(block_ratios))
         if self.proxy == "sequential":
-            from ..pruning import pruned_copy
+            from ..engine.elementwise import pruned_copy
 
             model, _ = pruned_copy(prepared.model, ratios, prepared.inputs, method=self.method, progress=False)
             try:
@@ -68,11 +68,11 @@ class _Prepared:
     """A loaded model with its calibration inputs, dense-pass scores and proxy windows."""
 
     def __init__(self, fitness: PerplexityFitness):
-        from ..assets.corpora import join_text, load_documents, tokenize_stream
-        from ..assets.models import load_model
+        from ..data.corpora import join_text, load_documents, tokenize_stream
+        from ..models.loading import load_model
         from ..engine import capture_block_inputs
         from ..evaluate import make_windows, resolve_bos
-        from ..pruning import calibration_windows
+        from ..engine.elementwise import calibration_windows
 
         self.loaded = load_model(fitness.model)
         self.model = self.loaded.model.eval()
@@ -88,14 +88,14 @@ class _Prepared:
 
     def scores(self, method: str, progress: bool = False) -> dict[str, torch.Tensor]:
         if self._scores is None:
-            from ..pruning import layer_scores
+            from ..engine.elementwise import layer_scores
 
             self._scores = layer_scores(self.model, self.inputs, method=method, progress=progress)
         return self._scores
 
     def mask(self, block_ratios: dict[int, float], method: str) -> None:
         """Zero the floor(in * ratio) lowest-scoring weights of every row (Wanda's group), in place."""
-        from ..engine import linear_weight, set_linear_weight
+        from ..models.blocks import linear_weight, set_linear_weight
         from .model import model_layers
 
         if not self._order:  # sort every row once; each candidate then only scatters a prefix
@@ -113,7 +113,7 @@ class _Prepared:
             set_linear_weight(modules[name], dense.masked_fill(pruned, 0))
 
     def restore(self) -> None:
-        from ..engine import set_linear_weight
+        from ..models.blocks import set_linear_weight
 
         modules = dict(self.model.named_modules())
         for name, dense in self._dense.items():

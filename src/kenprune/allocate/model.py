@@ -6,7 +6,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ..engine import block_linears, find_blocks, linear_weight
+from ..models.blocks import block_linears, find_blocks, linear_weight
 from .layers import Layer
 
 
@@ -26,7 +26,7 @@ def layer_source(model: nn.Module, calibration: Any = None, *, method: str = "wa
     def source(needs_scores: bool) -> list[Layer]:
         if not needs_scores:
             return model_layers(model)
-        from ..pruning import layer_scores
+        from ..engine.elementwise import layer_scores
 
         return model_layers(model, layer_scores(model, calibration, method=method, progress=progress))
 

@@ -54,7 +54,7 @@ def finetuned_bytes(loaded) -> int:
 
 def load_pair(pretrained: str | None, finetuned: str):
     """Load (pre-trained, fine-tuned) with the fine-tuned model's task; refuse a head-less classifier base."""
-    from ..assets.models import SEQUENCE_CLASSIFICATION, _task_of_folder, load_model, resolve_model
+    from ..models.loading import SEQUENCE_CLASSIFICATION, _task_of_folder, load_model, resolve_model
 
     ft = load_model(finetuned)
     pretrained = pretrained or default_pretrained(ft.record, ft.source)
@@ -76,7 +76,7 @@ def ken_prune(pretrained: str | None = None, finetuned: str | None = None, k: in
               progress: bool = True) -> dict[str, Any]:
     """`kenprune ken`: KEN on a (pre-trained, fine-tuned) pair; writes OUT/subnetwork.safetensors,
     OUT/ken.json (and OUT/model with save_model); evaluates the optimized model on `eval` if given."""
-    from ..assets.models import LoadedModel, save_model as save_folder
+    from ..models.loading import LoadedModel, save_model as save_folder
 
     if not finetuned:
         raise KenpruneError("give the fine-tuned model: --finetuned FOLDER")
@@ -177,9 +177,9 @@ def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "g
 
 def evaluate_loaded(loaded, data: str, windows: int | None, seqlen: int, progress: bool) -> dict[str, Any]:
     """Accuracy for a classifier, perplexity for a causal LM (the metric the model's task has)."""
-    from ..assets.models import CAUSAL_LM
+    from ..models.loading import CAUSAL_LM
     from ..evaluate import accuracy, perplexity
-    from ..protocol import PerplexityProtocol
+    from ..evaluate.protocol import PerplexityProtocol
 
     if loaded.task == CAUSAL_LM:
         res = perplexity(loaded, PerplexityProtocol(data=data, seqlen=seqlen, max_windows=windows),
@@ -202,7 +202,7 @@ def rebuild(base_model: torch.nn.Module, sub: Subnetwork) -> torch.nn.Module:
 
 def ken_apply(base: str, subnetwork: str | Path, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """`kenprune ken apply`: rebuild the optimized model from its base and a subnetwork file."""
-    from ..assets.models import load_model, save_model as save_folder
+    from ..models.loading import load_model, save_model as save_folder
 
     start = time.perf_counter()
     sub = read_subnetwork(subnetwork)

@@ -65,7 +65,7 @@ class TensorSource:
         elif path.is_absolute() or self.ref.startswith(".") or path.suffix == ".safetensors":
             raise KenpruneError(f"{path} does not exist; give a saved model folder, a .safetensors file or a model name")
         else:
-            from ..assets.models import load_model  # a registry name or hub id: load the model once
+            from ..models.loading import load_model  # a registry name or hub id: load the model once
 
             self._state = {k: v.detach() for k, v in load_model(self.ref).model.state_dict().items()}
 

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .api import structured_prune
+    from ..jobs.structured import structured_prune
 
     report = structured_prune(
         args.model, args.out, importance=args.importance, ratio=args.ratio, keep_first=args.keep_first,

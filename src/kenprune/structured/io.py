@@ -1,7 +1,7 @@
 """Save pruned models so they reload: plain from_pretrained when widths are uniform, else `kenprune.load`.
 
 A folder whose blocks have different widths records them in config.json (WIDTHS_KEY) and names
-its loader (LOADER_KEY); `kenprune.assets.models.load_model` follows that name.
+its loader (LOADER_KEY); `kenprune.models.loading.load_model` follows that name.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..assets.models import LOADER_KEY, LoadedModel, save_model
+from ..models.loading import LOADER_KEY, LoadedModel, save_model
 from ..errors import KenpruneError
 from .removal import WIDTHS_KEY, BlockWidths, resize_to_widths
 

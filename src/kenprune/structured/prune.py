@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from ..assets.corpora import join_text, load_documents, sample_windows, tokenize_stream
-from ..assets.models import LoadedModel
+from ..data.corpora import join_text, load_documents, sample_windows, tokenize_stream
+from ..models.loading import LoadedModel
 from .groups import adapter_for, block_groups, find_blocks
 from .importance import IMPORTANCE, collect_gradients, unit_scores
 from .plan import PrunePlan, plan_keep

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..assets.corpora import join_text, load_documents, tokenize_stream
-from ..assets.models import LoadedModel
+from ..data.corpora import join_text, load_documents, tokenize_stream
+from ..models.loading import LoadedModel
 from ..errors import KenpruneError
 from .groups import adapter_for
 

@@ -1,1 +1,0 @@
-"""Registries of the real, embedded models and corpora, and their caches."""

@@ -1,0 +1,39 @@
+"""The evaluation protocol as a value: every perplexity kenprune reports carries one."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import KenpruneError
+
+BOS_POLICIES = ("auto", "prepend", "none")
+
+# Calibration windows per block forward. One, as in the papers' loops: it keeps the forward's
+# temporaries smallest (Wanda 50 % on 2 cores: 284 s in llm_prune.json vs 312 s at batch 2 in
+# llm_prune_batch2.json); raise it on a GPU.
+CALIBRATION_BATCH = 1
+
+
+@dataclass(frozen=True)
+class PerplexityProtocol:
+    """Non-overlapping windows over a split's joined text, NLL over every predicted token.
+
+    data: `corpus:split`; seqlen: tokens per window (BOS included when prepended);
+    max_windows: evaluate only the first N windows (None: all); bos: auto follows the
+    tokenizer (prepend if its own encoding starts with BOS), or force prepend / none.
+    """
+
+    data: str = "wiki:test"
+    seqlen: int = 512
+    max_windows: int | None = None
+    bos: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.seqlen < 2:
+            raise KenpruneError(f"--seqlen must be at least 2, got {self.seqlen}")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise KenpruneError(f"--max-windows must be at least 1, got {self.max_windows}")
+        if self.bos not in BOS_POLICIES:
+            raise KenpruneError(f"unknown BOS policy {self.bos!r}; choose one of: {', '.join(BOS_POLICIES)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

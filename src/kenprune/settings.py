@@ -1,0 +1,332 @@
+"""Typed, validated settings: the one home of every default the CLI and the Python API share.
+
+Small frozen values for what travels together: the calibration data, the evaluation protocol, the
+output folder, and one value per job (prune, structured, ken, search, recover, finetune). The CLI
+builds them from its arguments (its defaults are read from here); the Python API takes them, or
+keyword shortcuts that build them. `check()` gives one-line errors before any model is loaded.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+from .errors import KenpruneError
+
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_ENCODER = "minilm-l6"
+BOS_POLICIES = ("auto", "prepend", "none")
+SPARSE_DTYPES = ("same", "float32", "float16", "bfloat16")
+KEN_VALUE_DTYPES = ("fp32", "fp16", "bf16")
+KEN_TENSORS = ("all", "blocks")  # every parameter tensor (the paper), or transformer blocks only
+SEARCH_STRATEGIES = ("evolution", "random")
+SEARCH_PROXIES = ("oneshot", "sequential")
+
+Sparsity = Union[float, Mapping[Union[int, str], float]]
+
+
+def _positive(value: Any, name: str, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise KenpruneError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _data_ref(data: str, name: str, default_split: str | None = None) -> None:
+    from .data.corpora import parse_data_ref
+
+    try:
+        parse_data_ref(data, default_split=default_split) if default_split else parse_data_ref(data)
+    except KenpruneError as exc:
+        raise KenpruneError(f"{name}: {exc}") from None
+
+
+class Settings:
+    """Shared behaviour: a plain dict for the record, and `check()` (one-line errors)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+    def check(self) -> "Settings":
+        return self
+
+    def replace(self, **changes: Any) -> Any:
+        return replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class Calibration(Settings):
+    """Calibration windows: `samples` random windows of `seqlen` tokens from `data` (no BOS), seeded;
+    `batch_size` windows per block forward (one, as in the papers' loops: Wanda 50 % on 2 cores took
+    284 s in llm_prune.json vs 312 s at batch 2 in llm_prune_batch2.json; raise it on a GPU)."""
+
+    data: str = "wiki:calib"
+    samples: int = 128
+    seqlen: int = 512
+    seed: int = 0
+    batch_size: int = 1
+
+    def check(self) -> "Calibration":
+        _positive(self.samples, "--nsamples")
+        _positive(self.seqlen, "--seqlen", 2)
+        _positive(self.batch_size, "--batch-size")
+        _data_ref(self.data, "--calib", default_split="calib")
+        return self
+
+
+@dataclass(frozen=True)
+class Evaluation(Settings):
+    """The pinned perplexity protocol (and the data for accuracy): never follows the calibration settings.
+
+    data None: no evaluation. windows None: every window of the split. before: also evaluate the
+    input model (the dense one), so the record holds both figures."""
+
+    data: str | None = None
+    seqlen: int = 512
+    windows: int | None = None
+    bos: str = "auto"
+    batch_size: int = 1
+    before: bool = True
+
+    def check(self) -> "Evaluation":
+        _positive(self.seqlen, "--eval-seqlen", 2)
+        _positive(self.batch_size, "--eval-batch-size")
+        if self.windows is not None:
+            _positive(self.windows, "--eval-windows")
+        if self.bos not in BOS_POLICIES:
+            raise KenpruneError(f"unknown BOS policy {self.bos!r}; choose one of: {', '.join(BOS_POLICIES)}")
+        if self.data:
+            _data_ref(self.data, "--eval")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.data)
+
+
+@dataclass(frozen=True)
+class Output(Settings):
+    """Where a run writes: the folder (None: nothing written) and whether an existing one may be replaced."""
+
+    folder: Path | None = None
+    overwrite: bool = True
+
+    def __post_init__(self) -> None:
+        if self.folder is not None and not isinstance(self.folder, Path):
+            object.__setattr__(self, "folder", Path(self.folder))
+
+
+@dataclass(frozen=True)
+class PruneSettings(Settings):
+    """Element-wise pruning: method, how much (one ratio, per-layer ratios or an N:M pattern), where."""
+
+    method: str = "wanda"
+    sparsity: Sparsity | None = None  # None: 0.5, or N/M for an N:M pattern
+    pattern: str | None = None
+    group: str | None = None  # None: the method's own comparison group
+    allocation: str | None = None
+    include_embeddings: bool = False
+    sparse_dtype: str = "same"
+    device: str | None = None
+
+    def check(self) -> "PruneSettings":
+        from .methods import METHODS, Pattern, check_sparsity
+
+        METHODS.get(self.method)
+        pattern = Pattern.parse(self.pattern)
+        sparsity = self.sparsity
+        if pattern.is_nm and sparsity is not None and not isinstance(sparsity, Mapping) \
+                and float(sparsity) != pattern.sparsity:
+            raise KenpruneError(f"pattern {pattern} fixes the sparsity at {pattern.sparsity:g}; drop --sparsity "
+                                f"or pass --sparsity {pattern.sparsity:g}")
+        if sparsity is not None and not isinstance(sparsity, Mapping):
+            check_sparsity(sparsity)
+        if self.sparse_dtype not in SPARSE_DTYPES:
+            raise KenpruneError(f"unknown --sparse-dtype {self.sparse_dtype!r}; choose one of: "
+                                f"{', '.join(SPARSE_DTYPES)}")
+        if self.allocation is not None:
+            from .allocate import check_allocation
+
+            if pattern.is_nm or isinstance(sparsity, Mapping):
+                raise KenpruneError("--allocation spreads one --sparsity over layers; drop --pattern N:M or the ratios")
+            check_allocation(self.allocation)
+        return self
+
+    def resolved_sparsity(self) -> Sparsity:
+        """The sparsity to prune at: the N:M pattern's, the one given, or 0.5."""
+        from .methods import Pattern
+
+        pattern = Pattern.parse(self.pattern)
+        if pattern.is_nm:
+            return float(pattern.sparsity)
+        return 0.5 if self.sparsity is None else self.sparsity
+
+
+@dataclass(frozen=True)
+class StructuredSettings(Settings):
+    """Structured pruning (LLM-Pruner): which units go, and the latency comparison after."""
+
+    importance: str = "taylor"
+    ratio: float = 0.2
+    keep_first: int = 0
+    keep_last: int = 0
+    round_to: int = 8
+    global_ranking: bool = False
+    attention_unit: str = "auto"
+    blocks_per_pass: int | None = None
+    latency: bool = True
+    latency_repeats: int = 5
+
+    def check(self) -> "StructuredSettings":
+        from .structured.importance import IMPORTANCE
+        from .structured.plan import PrunePlan
+
+        IMPORTANCE.get(self.importance)
+        PrunePlan(self.ratio, self.keep_first, self.keep_last, self.round_to, self.global_ranking)
+        _positive(self.latency_repeats, "--latency-repeats")
+        if self.blocks_per_pass is not None:
+            _positive(self.blocks_per_pass, "--blocks-per-pass")
+        return self
+
+
+# LLM-Pruner estimates importance from 10 windows of 128 tokens.
+STRUCTURED_CALIBRATION = Calibration(samples=10, seqlen=128)
+
+
+@dataclass(frozen=True)
+class KenSettings(Settings):
+    """KEN: k kept values per row (a count, a fraction or a percentage), the kernel, which tensors."""
+
+    k: str = "0.25"
+    kernel: str = "gaussian"
+    tensors: str = "all"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    value_dtype: str = "fp32"
+    save_model: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "k", str(self.k))
+        object.__setattr__(self, "include", tuple(self.include))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+
+    def check(self) -> "KenSettings":
+        from .ken.apply import KSpec
+        from .ken.kernels import KERNELS
+
+        KSpec.parse(self.k)
+        KERNELS.get(self.kernel)
+        if self.value_dtype not in KEN_VALUE_DTYPES:
+            raise KenpruneError(f"unknown value dtype {self.value_dtype!r}; choose one of: "
+                                f"{', '.join(KEN_VALUE_DTYPES)}")
+        if self.tensors not in KEN_TENSORS:
+            raise KenpruneError(f"unknown tensor selection {self.tensors!r}; choose one of: {', '.join(KEN_TENSORS)}")
+        return self
+
+
+# KEN's optional evaluation of the optimized model (perplexity windows for a causal LM).
+KEN_EVALUATION = Evaluation(seqlen=256, windows=8)
+
+
+@dataclass(frozen=True)
+class SearchSettings(Settings):
+    """A DSA search: target, budget, strategy and parallelism. The fitness proxy has its own
+    calibration (SEARCH_CALIBRATION) and evaluation (SEARCH_EVALUATION, never a test split)."""
+
+    method: str = "wanda"
+    sparsity: float = 0.7
+    budget: int = 100
+    seconds: float | None = None
+    workers: int | None = None  # None: half the cores, at most 4
+    ray_address: str | None = None
+    strategy: str = "evolution"
+    lam: float = 0.08
+    population: int = 10
+    children: int = 4
+    proxy: str = "oneshot"
+
+    def check(self) -> "SearchSettings":
+        from .allocate.mapping import check_lambda, check_target
+        from .methods import METHODS
+
+        METHODS.get(self.method)
+        check_lambda(self.lam, check_target(self.sparsity))
+        _positive(self.budget, "--budget")
+        _positive(self.population, "--population")
+        _positive(self.children, "--children")
+        if self.strategy not in SEARCH_STRATEGIES:
+            raise KenpruneError(f"unknown --strategy {self.strategy!r}; choose one of: {', '.join(SEARCH_STRATEGIES)}")
+        if self.proxy not in SEARCH_PROXIES:
+            raise KenpruneError(f"unknown --proxy {self.proxy!r}; choose one of: {', '.join(SEARCH_PROXIES)}")
+        return self
+
+
+SEARCH_CALIBRATION = Calibration(samples=16, seqlen=256)
+SEARCH_EVALUATION = Evaluation(data="wiki:valid", seqlen=256, windows=4)
+
+
+@dataclass(frozen=True)
+class LoraSettings(Settings):
+    """LLM-Pruner's LoRA recovery: r 8, alpha 16, dropout 0.05, every projection; a CPU-sized step budget."""
+
+    data: str = "lee"
+    steps: int = 50
+    seqlen: int = 256
+    batch_size: int = 2
+    lr: float = 2e-4
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    seed: int = 0
+
+    def check(self) -> "LoraSettings":
+        for name in ("steps", "seqlen", "batch_size", "rank"):
+            _positive(getattr(self, name), f"--{name.replace('_', '-')}")
+        if not self.lr > 0:
+            raise KenpruneError(f"--lr must be > 0, got {self.lr}")
+        _data_ref(self.data, "--data")
+        return self
+
+
+RECOVER_EVALUATION = Evaluation(data="wiki:test", windows=8)
+
+
+@dataclass(frozen=True)
+class FinetuneSettings(Settings):
+    """Fine-tuning that makes KEN's (pre-trained, fine-tuned) pair: a classifier on a labelled corpus or
+    a causal LM adapted to text. steps overrides epochs; lr None: 1e-4 for a classifier, 3e-5 for an LM."""
+
+    data: str = "pang-lee"
+    steps: int | None = None
+    epochs: float = 4.0
+    lr: float | None = None
+    batch_size: int = 16
+    seqlen: int = 128
+    seed: int = 0
+
+    def check(self) -> "FinetuneSettings":
+        if self.steps is not None:
+            _positive(self.steps, "--steps")
+        _positive(self.batch_size, "--batch-size")
+        if not self.epochs > 0:
+            raise KenpruneError(f"--epochs must be positive, got {self.epochs}")
+        return self
+
+
+# held-out perplexity windows of a causal-LM fine-tune (accuracy uses the whole test split)
+FINETUNE_EVALUATION = Evaluation(windows=8)
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The settings as the user gave them (None and empty values left out), for the record."""
+    out = {}
+    for key, value in values.items():
+        if value is None or value == () or value == []:
+            continue
+        out[key] = value.to_dict() if isinstance(value, Settings) else str(value) if isinstance(value, Path) else value
+    return out
+
+
+__all__ = ["Calibration", "Evaluation", "Output", "PruneSettings", "StructuredSettings", "KenSettings",
+           "SearchSettings", "LoraSettings", "FinetuneSettings", "DEFAULT_MODEL", "STRUCTURED_CALIBRATION",
+           "KEN_EVALUATION", "SEARCH_CALIBRATION", "SEARCH_EVALUATION", "RECOVER_EVALUATION",
+           "FINETUNE_EVALUATION", "field"]
