@@ -1,6 +1,6 @@
 """Is `kenprune eval` as fast as a plain loop? And how fast does the default model load?
 
-Measures, in one run: tokens/s of kenprune.evaluate.perplexity vs a plain forward loop over
+Measures, in one run: tokens/s of kenprune.evaluate.language_model vs a plain forward loop over
 the same windows (goal: ratio >= 0.95), and smollm2-135m load time cold (GGUF conversion into
 an empty cache) vs warm (verified safetensors cache; goal <= 2 s).
 """

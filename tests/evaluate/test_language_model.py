@@ -70,7 +70,7 @@ def _full_logits_nll(model, windows):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "opt"])
 def test_window_nll_never_needs_the_full_logits_and_equals_them(arch, monkeypatch):
-    import kenprune.evaluate.perplexity as evaluate
+    import kenprune.evaluate.language_model as evaluate
     from kenprune.testing import random_windows, tiny_causal_lm
 
     model = tiny_causal_lm(arch)
@@ -85,7 +85,7 @@ def test_window_nll_never_needs_the_full_logits_and_equals_them(arch, monkeypatc
 
 
 def test_window_nll_falls_back_to_full_logits_when_the_model_post_processes_them():
-    import kenprune.evaluate.perplexity as evaluate
+    import kenprune.evaluate.language_model as evaluate
     from kenprune.testing import random_windows, tiny_causal_lm
 
     class SoftCapped(torch.nn.Module):
