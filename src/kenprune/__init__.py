@@ -38,7 +38,7 @@ _EXPORTS = {
     "find_blocks": "kenprune.engine:find_blocks",
     "capture_block_inputs": "kenprune.engine:capture_block_inputs",
     "sequential_blocks": "kenprune.engine:sequential_blocks",
-    "calibration_windows": "kenprune.engine.elementwise:calibration_windows",
+    "calibration_windows": "kenprune.data.windows:calibration_windows",
     "prune_model": "kenprune.engine.elementwise:prune_model",
     "pruned_copy": "kenprune.engine.elementwise:pruned_copy",
     "layer_scores": "kenprune.engine.elementwise:layer_scores",

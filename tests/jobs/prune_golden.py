@@ -52,7 +52,7 @@ def _perplexities(out: Path) -> dict[str, float]:
     return {"before": report["before"]["perplexity"], "after": report["after"]["perplexity"]}
 
 
-def run_case(arch: str, args: list[str], root: Path, extra: list[str] = ()) -> dict:
+def run_case(arch: str, args: list[str], root: Path, extra: tuple[str, ...] | list[str] = ()) -> dict:
     """Run one prune command; the hashes of its weights and sparse file, and its perplexities."""
     from safetensors.torch import load_file
 

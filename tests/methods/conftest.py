@@ -10,7 +10,7 @@ def real_layer(smollm2):
     """(weight [out, in], InputStats with Hessian, X [tokens, in]) for a real MLP layer of block 2."""
     from kenprune.engine import capture_block_inputs, linear_weight, sequential_blocks
     from kenprune.methods import HESSIAN
-    from kenprune.engine.elementwise import calibration_windows
+    from kenprune.data.windows import calibration_windows
 
     model = smollm2.model
     windows = calibration_windows(smollm2.tokenizer, "wiki:calib", nsamples=4, seqlen=256, seed=0)

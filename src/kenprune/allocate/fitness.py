@@ -72,7 +72,7 @@ class _Prepared:
         from ..models.loading import load_model
         from ..engine import capture_block_inputs
         from ..evaluate import make_windows, resolve_bos
-        from ..engine.elementwise import calibration_windows
+        from ..data.windows import calibration_windows
 
         self.loaded = load_model(fitness.model)
         self.model = self.loaded.model.eval()

@@ -24,20 +24,10 @@ from torch import nn
 from ..models.blocks import block_linears, find_blocks, linear_weight, set_linear_weight
 from .sequential import BlockInputs, capture_block_inputs, sequential_blocks
 from ..errors import KenpruneError
-from ..evaluate.protocol import CALIBRATION_BATCH
+from ..settings import Calibration, Sparsity
 from ..methods import METHODS, NO_STATISTIC, Method, Pattern, check_sparsity, magnitude, select
 
-Sparsity = Union[float, Mapping[Union[int, str], float]]
-Calibration = Union[torch.Tensor, BlockInputs, None]
-
-
-def calibration_windows(tokenizer: Any, data: str = "wiki:calib", *, nsamples: int = 128, seqlen: int = 512,
-                        seed: int = 0) -> torch.Tensor:
-    """`nsamples` random windows of `seqlen` tokens from a split (the Wanda/SparseGPT protocol): [n, seqlen]."""
-    from ..data.corpora import join_text, load_documents, sample_windows, tokenize_stream
-
-    tokens = tokenize_stream(tokenizer, join_text(load_documents(data)))
-    return sample_windows(tokens, nsamples, seqlen, seed)
+CalibrationData = Union[torch.Tensor, BlockInputs, None]
 
 
 def layer_targets(model: nn.Module, sparsity: Sparsity, pattern: Pattern | None = None) -> dict[str, float]:
@@ -69,7 +59,7 @@ def layer_targets(model: nn.Module, sparsity: Sparsity, pattern: Pattern | None 
     return targets
 
 
-def _inputs(model: nn.Module, calibration: Calibration, batch_size: int) -> BlockInputs:
+def _inputs(model: nn.Module, calibration: CalibrationData, batch_size: int) -> BlockInputs:
     if isinstance(calibration, BlockInputs):
         return calibration
     if calibration is None:
@@ -84,10 +74,10 @@ def _prune_layer(method: Method, module: nn.Module, stats: Any, ratio: float, pa
     set_linear_weight(module, result.weight)
 
 
-def prune_model(model: nn.Module, calibration: Calibration = None, *, method: str = "wanda",
+def prune_model(model: nn.Module, calibration: CalibrationData = None, *, method: str = "wanda",
                 sparsity: Sparsity = 0.5, pattern: str | Pattern | None = None, group: str | None = None,
                 include_embeddings: bool = False, device: str | torch.device | None = None,
-                batch_size: int = CALIBRATION_BATCH, progress: bool = True) -> dict[str, Any]:
+                batch_size: int = Calibration.batch_size, progress: bool = True) -> dict[str, Any]:
     """Prune `model` in place, block by block; returns the sparsity report (see `sparsity_report`).
 
     calibration: windows [n, seqlen] or captured BlockInputs (not needed for magnitude).
@@ -134,7 +124,7 @@ def prune_embeddings(model: nn.Module, sparsity: float) -> None:
                 rows.masked_fill_(select(magnitude.score(rows), sparsity, Pattern(), "row"), 0)
 
 
-def pruned_copy(model: nn.Module, sparsity: Sparsity, calibration: Calibration = None,
+def pruned_copy(model: nn.Module, sparsity: Sparsity, calibration: CalibrationData = None,
                 **options: Any) -> tuple[nn.Module, dict[str, Any]]:
     """A pruned deep copy of `model` (left untouched) and its report; for searches, pass cached BlockInputs."""
     clone = copy.deepcopy(model)
@@ -142,9 +132,9 @@ def pruned_copy(model: nn.Module, sparsity: Sparsity, calibration: Calibration =
 
 
 @torch.no_grad()
-def layer_scores(model: nn.Module, calibration: Calibration = None, *, method: str = "wanda",
+def layer_scores(model: nn.Module, calibration: CalibrationData = None, *, method: str = "wanda",
                  reduce: Callable[[str, torch.Tensor], Any] | None = None, device: str | torch.device | None = None,
-                 batch_size: int = CALIBRATION_BATCH, progress: bool = True) -> dict[str, Any]:
+                 batch_size: int = Calibration.batch_size, progress: bool = True) -> dict[str, Any]:
     """Element-wise scores [out, in] of every block Linear from one dense pass, nothing pruned.
 
     `reduce(name, scores)` turns each score matrix into what the caller keeps (e.g. OWL's outlier

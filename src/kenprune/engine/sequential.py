@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..errors import KenpruneError
 from ..models.blocks import block_linears, block_prefix, find_blocks, linear_weight
 from ..measure import release_free_memory
-from ..evaluate.protocol import CALIBRATION_BATCH
+from ..settings import Calibration
 from ..methods.base import HESSIAN, NO_STATISTIC, NORMS, STATISTICS, InputStats
 
 
@@ -107,7 +107,7 @@ def _split_hidden(args: tuple, kwargs: dict) -> tuple[torch.Tensor, tuple, dict,
 
 
 @torch.no_grad()
-def capture_block_inputs(model: nn.Module, windows: torch.Tensor, *, batch_size: int = CALIBRATION_BATCH,
+def capture_block_inputs(model: nn.Module, windows: torch.Tensor, *, batch_size: int = Calibration.batch_size,
                          storage_device: str | torch.device | None = None) -> BlockInputs:
     """Run the model's embedding stage on calibration windows [n, seqlen] and keep every block's inputs.
 

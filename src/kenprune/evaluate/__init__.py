@@ -1,7 +1,80 @@
-"""Evaluation under a recorded protocol: perplexity, accuracy, latency."""
+"""One evaluation entry point for every command: `evaluate(model, spec) -> Quality`.
+
+Evaluators are registered by name (perplexity for causal LMs, accuracy for sequence classifiers);
+`evaluate` picks the one for the model's task unless the spec names a metric. The figure comes back
+as a `record.Quality` with its full protocol, ready for the run record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import KenpruneError
+from ..registry import Registry
 from .classifier import AccuracyResult, accuracy
 from .language_model import PerplexityResult, context_length, make_windows, perplexity, resolve_bos, window_nll
 from .protocol import PerplexityProtocol
 
-__all__ = ["AccuracyResult", "PerplexityProtocol", "PerplexityResult", "accuracy", "context_length",
-           "make_windows", "perplexity", "resolve_bos", "window_nll"]
+if TYPE_CHECKING:
+    from ..models.loading import LoadedModel
+    from ..record import Quality
+    from ..settings import Evaluation
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A quality measure: the model tasks it applies to and how to run it under an Evaluation spec."""
+
+    metric: str
+    tasks: tuple[str, ...]
+    run: Callable[..., tuple[float, dict, float]]  # (loaded, spec, progress) -> (value, protocol, seconds)
+
+
+def _perplexity(loaded: "LoadedModel", spec: "Evaluation", progress: bool) -> tuple[float, dict, float]:
+    protocol = PerplexityProtocol(data=spec.data, seqlen=spec.seqlen, max_windows=spec.windows, bos=spec.bos)
+    result = perplexity(loaded, protocol, batch_size=spec.batch_size, progress=progress, identify=False).to_dict()
+    return result["perplexity"], result["protocol"], result["seconds"]
+
+
+def _accuracy(loaded: "LoadedModel", spec: "Evaluation", progress: bool) -> tuple[float, dict, float]:
+    result = accuracy(loaded, spec.data, batch_size=max(spec.batch_size, 16), progress=progress,
+                      identify=False).to_dict()
+    return result["accuracy"], {**result["protocol"], "correct": result["correct"], "total": result["total"]}, \
+        result["seconds"]
+
+
+EVALUATORS: Registry[Evaluator] = Registry("evaluator")
+EVALUATORS.add("perplexity", Evaluator("perplexity", ("causal-lm",), _perplexity),
+               "exp(mean NLL) over non-overlapping windows of a split (the pinned protocol)")
+EVALUATORS.add("accuracy", Evaluator("accuracy", ("sequence-classification",), _accuracy),
+               "share of a labelled split classified right")
+
+
+def evaluator_for(task: str, metric: str | None = None) -> Evaluator:
+    """The evaluator a model of `task` is measured with (or the named one, if it applies to the task)."""
+    if metric is not None:
+        chosen = EVALUATORS.get(metric)
+        if task not in chosen.tasks:
+            raise KenpruneError(f"{metric} needs a {' or '.join(chosen.tasks)} model, not a {task} model")
+        return chosen
+    for entry in EVALUATORS.entries():
+        if task in entry.value.tasks:
+            return entry.value
+    raise KenpruneError(f"no evaluator for a {task} model; fine-tune it into a classifier first "
+                        f"(kenprune finetune) or give a causal LM")
+
+
+def evaluate(loaded: "LoadedModel", spec: "Evaluation", *, role: str = "after", label: str | None = None,
+             metric: str | None = None, progress: bool = True) -> "Quality":
+    """The quality of `loaded` on `spec.data` under `spec`'s protocol, as a run-record entry."""
+    from ..record import Quality
+
+    if not spec.data:
+        raise KenpruneError("no evaluation data given")
+    chosen = evaluator_for(loaded.task, metric)
+    value, protocol, seconds = chosen.run(loaded, spec, progress)
+    return Quality(chosen.metric, value, spec.data, role, label or loaded.name, protocol, seconds)
+
+
+__all__ = ["AccuracyResult", "EVALUATORS", "Evaluator", "PerplexityProtocol", "PerplexityResult", "accuracy",
+           "context_length", "evaluate", "evaluator_for", "make_windows", "perplexity", "resolve_bos", "window_nll"]

@@ -4,13 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import KenpruneError
+from ..settings import BOS_POLICIES, Evaluation
 
-BOS_POLICIES = ("auto", "prepend", "none")
 
-# Calibration windows per block forward. One, as in the papers' loops: it keeps the forward's
-# temporaries smallest (Wanda 50 % on 2 cores: 284 s in llm_prune.json vs 312 s at batch 2 in
-# llm_prune_batch2.json); raise it on a GPU.
-CALIBRATION_BATCH = 1
 
 
 @dataclass(frozen=True)
@@ -23,7 +19,7 @@ class PerplexityProtocol:
     """
 
     data: str = "wiki:test"
-    seqlen: int = 512
+    seqlen: int = Evaluation.seqlen
     max_windows: int | None = None
     bos: str = "auto"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ..data.corpora import join_text, load_documents, sample_windows, tokenize_stream
+from ..data.windows import calibration_windows
 from ..models.loading import LoadedModel
 from .groups import adapter_for, block_groups, find_blocks
 from .importance import IMPORTANCE, collect_gradients, unit_scores
@@ -38,11 +38,6 @@ class StructuredResult:
                 "widths_after": [asdict(w) for w in self.widths_after], "calibration": self.calibration}
 
 
-def calibration_windows(loaded: LoadedModel, calib: str, nsamples: int, seqlen: int, seed: int) -> torch.Tensor:
-    tokens = tokenize_stream(loaded.tokenizer, join_text(load_documents(calib)))
-    return sample_windows(tokens, nsamples, seqlen, seed)
-
-
 def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = "taylor",
                      attention_unit: str = "auto", calib: str = "wiki:calib", nsamples: int = 10,
                      seqlen: int = 128, seed: int = 0, blocks_per_pass: int | None = None,
@@ -64,7 +59,7 @@ def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = 
     stats = None
     pruned = set(plan.pruned_blocks(n_blocks))
     if estimator.gradients and plan.ratio > 0:
-        windows = calibration_windows(loaded, calib, nsamples, seqlen, seed)
+        windows = calibration_windows(loaded.tokenizer, calib, nsamples=nsamples, seqlen=seqlen, seed=seed)
         calibration = {"data": calib, "nsamples": nsamples, "seqlen": seqlen, "seed": seed}
         stats = collect_gradients(model, [g for g in groups if g.block in pruned], windows,
                                   second_order=estimator.gradients >= 2, blocks_per_pass=blocks_per_pass,

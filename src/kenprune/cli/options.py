@@ -1,0 +1,64 @@
+"""Argument groups every command shares, built from the settings' own defaults (written once, in settings.py)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..settings import DEFAULT_MODEL, Calibration, Evaluation, Output
+
+
+def add_model(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL, required: bool = False,
+              flag: str = "--model", help: str = "registry name, local folder, run folder or hub id") -> None:
+    parser.add_argument(flag, default=None if required else default, required=required,
+                        help=help + ("" if required or default is None else f" (default {default})"))
+
+
+def add_calibration(parser: argparse.ArgumentParser, defaults: Calibration = Calibration(),
+                    batch: bool = True) -> None:
+    g = parser.add_argument_group("calibration")
+    g.add_argument("--calib", default=defaults.data, help=f"calibration data CORPUS:SPLIT (default {defaults.data})")
+    g.add_argument("--nsamples", type=int, default=defaults.samples,
+                   help=f"calibration windows (default {defaults.samples})")
+    g.add_argument("--seqlen", type=int, default=defaults.seqlen,
+                   help=f"tokens per calibration window (default {defaults.seqlen})")
+    g.add_argument("--seed", type=int, default=defaults.seed, help=f"calibration sampling seed (default {defaults.seed})")
+    if batch:
+        g.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                       help=f"calibration windows per block forward (default {defaults.batch_size}; more is faster "
+                            f"on a GPU, costs memory)")
+
+
+def calibration_from(args: argparse.Namespace) -> Calibration:
+    return Calibration(data=args.calib, samples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
+                       batch_size=getattr(args, "batch_size", Calibration.batch_size))
+
+
+def add_evaluation(parser: argparse.ArgumentParser, defaults: Evaluation = Evaluation(), before: bool = True,
+                   flag: str = "--eval") -> None:
+    g = parser.add_argument_group("evaluation (the pinned protocol: independent of the calibration settings)")
+    g.add_argument(flag, dest="eval", default=defaults.data, metavar="CORPUS:SPLIT",
+                   help="evaluate on this split, e.g. wiki:test" + (f" (default {defaults.data})" if defaults.data
+                                                                      else " (default: no evaluation)"))
+    g.add_argument("--eval-seqlen", type=int, default=defaults.seqlen,
+                   help=f"tokens per evaluation window (default {defaults.seqlen})")
+    g.add_argument("--eval-windows", type=int, default=defaults.windows,
+                   help="evaluate only the first N windows" + (f" (default {defaults.windows})" if defaults.windows
+                                                               else " (default: all)"))
+    if before:
+        g.add_argument("--no-eval-before", dest="eval_before", action="store_false",
+                       help="skip the input model's evaluation (already known; saves time and memory)")
+
+
+def evaluation_from(args: argparse.Namespace) -> Evaluation:
+    return Evaluation(data=args.eval or None, seqlen=args.eval_seqlen, windows=args.eval_windows,
+                      before=getattr(args, "eval_before", True))
+
+
+def add_output(parser: argparse.ArgumentParser, required: bool = False, what: str = "the run's files and run.json",
+               default: str | None = None) -> None:
+    parser.add_argument("--out", required=required, default=default,
+                        help=f"output folder: {what}" + (f" (default {default})" if default else ""))
+
+
+def output_from(args: argparse.Namespace) -> Output:
+    return Output(Path(args.out) if args.out else None)
