@@ -1,6 +1,7 @@
 """kenprune: prune transformer models (KEN, Wanda, SparseGPT, N:M, allocation, structured) and measure it.
 
-The public API mirrors the CLI: `kenprune eval` is `kenprune.evaluate_model`, and so on.
+The public API mirrors the CLI: `kenprune prune` is `kenprune.prune`, `kenprune structured` is
+`kenprune.structured`, `kenprune eval` is `kenprune.evaluate_model`, and so on; each returns the run record.
 Heavy imports (torch, transformers) happen on first use.
 """
 from __future__ import annotations
@@ -20,15 +21,17 @@ _EXPORTS = {
     "perplexity": "kenprune.evaluate:perplexity",
     "accuracy": "kenprune.evaluate:accuracy",
     "evaluate_model": "kenprune.jobs.eval:evaluate_model",
+    "evaluate": "kenprune.evaluate:evaluate",
+    "EVALUATORS": "kenprune.evaluate:EVALUATORS",
     "KenpruneError": "kenprune.errors:KenpruneError",
     "write_report": "kenprune.report.build:write_report",
     "write_viz": "kenprune.report.build:write_viz",
     "ken_viz": "kenprune.report.kenviz:ken_viz",
     "finetune": "kenprune.jobs.finetune:finetune",
-    "ken_prune": "kenprune.ken.api:ken_prune",
-    "ken_apply": "kenprune.ken.api:ken_apply",
-    "structured_prune": "kenprune.jobs.structured:structured_prune",
-    "recover": "kenprune.jobs.structured:recover",
+    "ken": "kenprune.jobs.ken:ken",
+    "ken_apply": "kenprune.jobs.ken:apply",
+    "structured": "kenprune.jobs.structured:structured_prune",
+    "recover": "kenprune.jobs.recover:recover",
     "measure_latency": "kenprune.evaluate.latency:measure_latency",
     "prune": "kenprune.jobs.prune:prune",
     "METHODS": "kenprune.methods:METHODS",
@@ -43,7 +46,12 @@ _EXPORTS = {
     "pruned_copy": "kenprune.engine.elementwise:pruned_copy",
     "layer_scores": "kenprune.engine.elementwise:layer_scores",
     "sparsity_report": "kenprune.engine.elementwise:sparsity_report",
-    "search_allocation": "kenprune.jobs.search:search_allocation",
+    "search": "kenprune.jobs.search:search_allocation",
+    "read_run": "kenprune.record:read",
+    "RunRecord": "kenprune.record:RunRecord",
+    **{name: f"kenprune.settings:{name}" for name in ("Calibration", "Evaluation", "Output", "PruneSettings",
+                                                       "StructuredSettings", "KenSettings", "SearchSettings",
+                                                       "LoraSettings", "FinetuneSettings")},
     "resolve_allocation": "kenprune.allocate:resolve_allocation",
     "ALLOCATORS": "kenprune.allocate:ALLOCATORS",
 }

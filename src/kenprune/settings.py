@@ -188,8 +188,9 @@ class StructuredSettings(Settings):
         return self
 
 
-# LLM-Pruner estimates importance from 10 windows of 128 tokens.
+# LLM-Pruner estimates importance from 10 windows of 128 tokens; dense and pruned are compared on 8 windows.
 STRUCTURED_CALIBRATION = Calibration(samples=10, seqlen=128)
+STRUCTURED_EVALUATION = Evaluation(windows=8)
 
 
 @dataclass(frozen=True)
@@ -328,5 +329,5 @@ def given(**values: Any) -> dict[str, Any]:
 
 __all__ = ["Calibration", "Evaluation", "Output", "PruneSettings", "StructuredSettings", "KenSettings",
            "SearchSettings", "LoraSettings", "FinetuneSettings", "DEFAULT_MODEL", "STRUCTURED_CALIBRATION",
-           "KEN_EVALUATION", "SEARCH_CALIBRATION", "SEARCH_EVALUATION", "RECOVER_EVALUATION",
+           "STRUCTURED_EVALUATION", "KEN_EVALUATION", "SEARCH_CALIBRATION", "SEARCH_EVALUATION", "RECOVER_EVALUATION",
            "FINETUNE_EVALUATION", "field"]

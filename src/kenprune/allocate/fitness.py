@@ -15,22 +15,23 @@ from typing import Any
 import torch
 
 from ..errors import KenpruneError
+from ..settings import DEFAULT_MODEL, SEARCH_CALIBRATION, SEARCH_EVALUATION, SearchSettings
 
 PROXIES = ("sequential", "oneshot")
 
 
 @dataclass(frozen=True)
 class PerplexityFitness:
-    model: str = "smollm2-135m"
-    method: str = "wanda"
+    model: str = DEFAULT_MODEL
+    method: str = SearchSettings.method
     proxy: str = "sequential"
-    calib_data: str = "wiki:calib"
-    calib_samples: int = 16
-    calib_seqlen: int = 256
-    data: str = "wiki:valid"
-    windows: int = 4
-    seqlen: int = 256
-    seed: int = 0
+    calib_data: str = SEARCH_CALIBRATION.data
+    calib_samples: int = SEARCH_CALIBRATION.samples
+    calib_seqlen: int = SEARCH_CALIBRATION.seqlen
+    data: str = SEARCH_EVALUATION.data
+    windows: int = SEARCH_EVALUATION.windows
+    seqlen: int = SEARCH_EVALUATION.seqlen
+    seed: int = SEARCH_CALIBRATION.seed
 
     def __post_init__(self) -> None:
         from ..data.corpora import parse_data_ref

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "recover",
     "prune",
     "search",
+    "structured",
 )
 
 

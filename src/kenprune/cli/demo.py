@@ -23,43 +23,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..jobs.eval import evaluate_model
+    from ..jobs.eval import run as evaluate
     from ..jobs.finetune import finetune
-    from ..ken.api import ken_prune
-    from ..jobs.prune import prune
+    from ..jobs.ken import run as ken
+    from ..jobs.prune import run as prune
+    from ..settings import Calibration, Evaluation, FinetuneSettings, KenSettings, Output, PruneSettings
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    protocol = Evaluation(data="wiki:test", seqlen=512, windows=args.windows)
     print("== 1. dense smollm2-135m on wiki:test (pinned protocol) ==")
-    result = evaluate_model("smollm2-135m", "wiki:test", seqlen=512, max_windows=args.windows,
-                            out=out / "eval-dense.json")
-    proto = result["protocol"]
-    print(f"perplexity {result['perplexity']:.3f} over {proto['predicted_tokens']} predicted tokens "
-          f"({proto['windows']} x {proto['seqlen']}), {result['tokens_per_second']:.0f} tokens/s")
+    dense = evaluate("smollm2-135m", protocol, output=Output(out / "eval-dense")).quality[0]
+    proto = dense.protocol
+    print(f"perplexity {dense.value:.3f} over {proto['predicted_tokens']} predicted tokens "
+          f"({proto['windows']} x {proto['seqlen']}), {proto['windows'] * proto['seqlen'] / dense.seconds:.0f} tokens/s")
 
     print(f"\n== 2. Wanda, 50 % unstructured, on smollm2-135m ({args.nsamples} x 512 calibration tokens) ==")
     pruned_dir = out / "prune-wanda-50"
-    report = prune("smollm2-135m", method="wanda", sparsity=0.5, nsamples=args.nsamples, seqlen=512,
-                   eval="wiki:test", eval_windows=args.windows, out=pruned_dir)
-    files = report["files"]
-    print(f"perplexity {report['before']['perplexity']:.3f} -> {report['after']['perplexity']:.3f}; "
-          f"block Linears {report['block_linears']['sparsity']:.1%} zero; pruning took {report['seconds']['prune']:.0f} s")
-    print(f"on disk: dense folder {files['dense_folder_bytes'] / MIB:.0f} MiB, sparse file "
-          f"{files['sparse_file_bytes'] / MIB:.0f} MiB ({files['sparse_vs_dense_same_dtype']:.2f}x)")
+    record = prune("smollm2-135m", PruneSettings(method="wanda", sparsity=0.5),
+                   calibration=Calibration(samples=args.nsamples, seqlen=512), evaluation=protocol,
+                   output=Output(pruned_dir))
+    sizes = record.details["sizes"]
+    print(f"perplexity {record.quality_of('before').value:.3f} -> {record.quality_of('after').value:.3f}; "
+          f"block Linears {record.details['sparsity']:.1%} zero; pruning took {record.seconds()['prune']:.0f} s")
+    print(f"on disk: dense folder {sizes['dense_folder_bytes'] / MIB:.0f} MiB, sparse file "
+          f"{sizes['sparse_file_bytes'] / MIB:.0f} MiB ({sizes['sparse_vs_dense_same_dtype']:.2f}x)")
 
     print(f"\n== 3. KEN on minilm-l6 fine-tuned on pang-lee ({args.finetune_steps} steps) ==")
     finetuned_dir = out / "minilm-pang-lee"
-    record = finetune("minilm-l6", "pang-lee", out=finetuned_dir, steps=args.finetune_steps, batch_size=16,
-                      seqlen=64, lr=1e-4, seed=0)
+    tuned = finetune("minilm-l6", "pang-lee", out=finetuned_dir, steps=args.finetune_steps, batch_size=16,
+                     seqlen=64, lr=1e-4, seed=0)
     ken_dir = out / "ken-25"
-    ken = ken_prune(finetuned=str(finetuned_dir), k=0.25, out=ken_dir, eval="pang-lee:test")
-    sizes = ken["sizes"]
-    print(f"accuracy on pang-lee:test: pre-trained {record['metrics']['before']['value']:.3f}, "
-          f"fine-tuned {record['metrics']['after']['value']:.3f}, KEN k=25% {ken['eval']['value']:.3f}")
+    kept = ken(str(finetuned_dir), KenSettings(k="0.25"), evaluation=Evaluation(data="pang-lee:test"),
+               output=Output(ken_dir))
+    sizes = kept.details["sizes"]
+    print(f"accuracy on pang-lee:test: pre-trained {tuned.quality_of('before').value:.3f}, "
+          f"fine-tuned {tuned.quality_of('after').value:.3f}, KEN k=25% {kept.quality_of('after').value:.3f}")
     print(f"subnetwork file {sizes['subnetwork_bytes'] / MIB:.1f} MiB vs fine-tuned safetensors "
-          f"{sizes['finetuned_safetensors_bytes'] / MIB:.1f} MiB ({sizes['subnetwork_bytes'] / sizes['finetuned_safetensors_bytes']:.2f}x)")
+          f"{sizes['finetuned_safetensors_bytes'] / MIB:.1f} MiB ({sizes['ratio']:.2f}x)")
 
-    runs = [out / "eval-dense.json", pruned_dir, ken_dir]
+    runs = [out / "eval-dense", pruned_dir, ken_dir]
     print("\n== 4. report ==")
     try:
         from ..report import write_report

@@ -3,37 +3,40 @@ from __future__ import annotations
 
 import argparse
 
+from ..jobs.eval import DEFAULT_EVALUATION as D
+from ..settings import BOS_POLICIES, Evaluation
+from .options import add_model, add_output, output_from
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="perplexity or accuracy of a model under a pinned protocol")
-    p.add_argument("--model", default="smollm2-135m", help="registry name, local folder or hub id")
-    p.add_argument("--data", default="wiki:test", help="CORPUS:SPLIT, text:PATH or hf:NAME (default wiki:test)")
-    p.add_argument("--seqlen", type=int, default=512, help="tokens per window (default 512)")
-    p.add_argument("--max-windows", type=int, default=None, help="evaluate only the first N windows")
-    p.add_argument("--bos", default="auto", choices=["auto", "prepend", "none"], help="BOS handling")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--out", default=None, help="JSON result path (default: eval-<model>-<data>.json)")
+    add_model(p)
+    p.add_argument("--data", default=D.data, help=f"CORPUS:SPLIT, text:PATH or hf:NAME (default {D.data})")
+    p.add_argument("--seqlen", type=int, default=D.seqlen, help=f"tokens per window (default {D.seqlen})")
+    p.add_argument("--max-windows", type=int, default=D.windows, help="evaluate only the first N windows "
+                                                                       "(default: all)")
+    p.add_argument("--bos", default=D.bos, choices=BOS_POLICIES, help=f"BOS handling (default {D.bos})")
+    p.add_argument("--batch-size", type=int, default=D.batch_size, help=f"windows per forward (default {D.batch_size})")
+    add_output(p, what="run.json (default: print only)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..jobs.eval import evaluate_model
+    from ..jobs.eval import run as evaluate
 
-    out = args.out or f"eval-{_slug(args.model)}-{_slug(args.data)}.json"
-    result = evaluate_model(args.model, args.data, seqlen=args.seqlen, max_windows=args.max_windows,
-                            bos=args.bos, batch_size=args.batch_size, out=out)
-    if result["metric"] == "perplexity":
-        proto = result["protocol"]
-        print(f"perplexity {result['perplexity']:.4f}  ({proto['data']}, {proto['windows']} windows x "
-              f"{proto['seqlen']} tokens, {proto['predicted_tokens']} predicted, BOS {proto['bos_token_id']}, "
-              f"{result['seconds']:.1f} s)")
-    else:
-        print(f"accuracy {result['accuracy']:.4f}  ({result['correct']}/{result['total']} on "
-              f"{result['protocol']['data']}, {result['seconds']:.1f} s)")
-    print(f"wrote {out}")
+    spec = Evaluation(data=args.data, seqlen=args.seqlen, windows=args.max_windows, bos=args.bos,
+                      batch_size=args.batch_size)
+    record = evaluate(args.model, spec, output=output_from(args))
+    print(summary(record))
+    if args.out:
+        print(f"wrote {args.out}")
     return 0
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")[-60:]
-
+def summary(record) -> str:
+    q = record.quality[0]
+    p = q.protocol
+    if q.metric == "perplexity":
+        return (f"perplexity {q.value:.4f}  ({p['data']}, {p['windows']} windows x {p['seqlen']} tokens, "
+                f"{p['predicted_tokens']} predicted, BOS {p['bos_token_id']}, {q.seconds:.1f} s)")
+    return f"accuracy {q.value:.4f}  ({p['correct']}/{p['total']} on {p['data']}, {q.seconds:.1f} s)"

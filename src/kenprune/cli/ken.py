@@ -3,33 +3,33 @@ from __future__ import annotations
 
 import argparse
 
+from ..settings import KEN_EVALUATION, KEN_TENSORS, KEN_VALUE_DTYPES, KenSettings
+from .options import add_evaluation, evaluation_from, output_from
 from .report import write_report_quietly
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..ken import SELECTIONS
-
+    d = KenSettings()
     p = subparsers.add_parser("ken", help="KEN: keep k fine-tuned values per row (kernel density), store a subnetwork",
                               description="KEN keeps, in every row of every selected tensor, k fine-tuned values "
                                           "chosen through a kernel density estimate, resets the rest to the "
                                           "pre-trained values, and stores only the kept subnetwork.")
     p.add_argument("--pretrained", default=None, help="pre-trained model (default: recorded by kenprune finetune; "
                                                       "for a classifier FT/initial)")
-    p.add_argument("--finetuned", default=None, help="fine-tuned model folder")
-    p.add_argument("--k", default="0.25", help="kept values per row: a count (300), fraction (0.25) or 25%% "
-                                               "(default 0.25)")
-    p.add_argument("--out", default=None, help="output folder: subnetwork.safetensors, ken.json [, model/]")
-    p.add_argument("--kernel", default="gaussian", help="gaussian (default), epanechnikov, tophat, exponential, "
-                                                        "linear, cosine")
-    p.add_argument("--tensors", default="all", choices=SELECTIONS,
+    p.add_argument("--finetuned", default=None, help="fine-tuned model folder (or its run folder)")
+    p.add_argument("--k", default=d.k, help=f"kept values per row: a count (300), fraction (0.25) or 25%% "
+                                            f"(default {d.k})")
+    p.add_argument("--out", default=None, help="output folder: subnetwork.safetensors, run.json [, model/]")
+    p.add_argument("--kernel", default=d.kernel, help=f"gaussian (default), epanechnikov, tophat, exponential, "
+                                                      f"linear, cosine")
+    p.add_argument("--tensors", default=d.tensors, choices=KEN_TENSORS,
                    help="all parameter tensors (default, as the paper) or transformer blocks only")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only tensors matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip tensors matching (repeatable)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="stored value precision")
+    p.add_argument("--dtype", default=d.value_dtype, choices=KEN_VALUE_DTYPES,
+                   help=f"stored value precision (default {d.value_dtype})")
     p.add_argument("--save-model", action="store_true", help="also write the full optimized model to OUT/model")
-    p.add_argument("--eval", default=None, metavar="SPLIT", help="evaluate the optimized model, e.g. pang-lee:test")
-    p.add_argument("--eval-windows", type=int, default=8, help="perplexity windows for --eval (causal LM)")
-    p.add_argument("--seqlen", type=int, default=256, help="perplexity window length for --eval (causal LM)")
+    add_evaluation(p, KEN_EVALUATION, before=False)
     p.set_defaults(func=run)
     sub = p.add_subparsers(dest="ken_command", metavar="apply")
     a = sub.add_parser("apply", help="rebuild the optimized model from its base and a subnetwork file")
@@ -41,34 +41,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import KenpruneError
-    from ..ken.api import ken_prune
+    from ..jobs.ken import run as ken
 
     if not args.finetuned or not args.out:
         raise KenpruneError("kenprune ken needs --finetuned FOLDER and --out DIR (or: kenprune ken apply ...)")
-    res = ken_prune(args.pretrained, args.finetuned, args.k, out=args.out, kernel=args.kernel, tensors=args.tensors,
-                    include=args.include, exclude=args.exclude, value_dtype=args.dtype, save_model=args.save_model,
-                    eval=args.eval, eval_windows=args.eval_windows, seqlen=args.seqlen)
-    tot, sizes = res["totals"], res["sizes"]
-    print(f"KEN k={res['k']} ({res['kernel']}): kept {tot['kept']:,} of {tot['selected_parameters']:,} selected "
-          f"values ({tot['kept_fraction_of_selected']:.1%}); stored {tot['stored_fraction']:.1%} of "
-          f"{tot['parameters']:,} parameters; {sum(res['seconds'].values()):.1f} s")
-    print(f"subnetwork {sizes['subnetwork_bytes'] / 2**20:.2f} MiB vs fine-tuned safetensors "
-          f"{sizes['finetuned_safetensors_bytes'] / 2**20:.2f} MiB ({sizes['ratio']:.1%})")
-    if res["clipped_tensors"]:
-        print(f"note: k exceeds the row length of {len(res['clipped_tensors'])} tensors; they keep every entry")
-    if "eval" in res:
-        ev = res["eval"]
-        print(f"optimized model {ev['metric']} on {ev['data']}: {ev['value']:.4f}")
+    settings = KenSettings(k=args.k, kernel=args.kernel, tensors=args.tensors, include=args.include,
+                           exclude=args.exclude, value_dtype=args.dtype, save_model=args.save_model)
+    record = ken(args.finetuned, settings, pretrained=args.pretrained, evaluation=evaluation_from(args),
+                 output=output_from(args))
+    print(summary(record))
     print(f"wrote {args.out}")
     write_report_quietly(args.out)
     return 0
 
 
-def run_apply(args: argparse.Namespace) -> int:
-    from ..ken.api import ken_apply
+def summary(record) -> str:
+    d = record.details
+    tot, sizes = d["totals"], d["sizes"]
+    lines = [f"KEN k={d['k']} ({d['kernel']}): kept {tot['kept']:,} of {tot['selected_parameters']:,} selected "
+             f"values ({tot['kept_fraction_of_selected']:.1%}); stored {tot['stored_fraction']:.1%} of "
+             f"{tot['parameters']:,} parameters; {sum(record.seconds().values()):.1f} s",
+             f"subnetwork {sizes['subnetwork_bytes'] / 2**20:.2f} MiB vs fine-tuned safetensors "
+             f"{sizes['finetuned_safetensors_bytes'] / 2**20:.2f} MiB ({sizes['ratio']:.1%})"]
+    if d["clipped_tensors"]:
+        lines.append(f"note: k exceeds the row length of {len(d['clipped_tensors'])} tensors; they keep every entry")
+    after = record.quality_of("after")
+    if after is not None:
+        lines.append(f"optimized model {after.metric} on {after.data}: {after.value:.4f}")
+    return "\n".join(lines)
 
-    res = ken_apply(args.base, args.subnetwork, args.apply_out)
-    print(f"rebuilt the optimized model (weights sha256 {res['optimized_sha256'][:12]}, matches the file) "
-          f"in {res['seconds']:.1f} s")
+
+def run_apply(args: argparse.Namespace) -> int:
+    from ..jobs.ken import apply
+
+    record = apply(args.base, args.subnetwork, args.apply_out)
+    print(f"rebuilt the optimized model (weights sha256 {record.details['optimized_sha256'][:12]}, matches the file) "
+          f"in {sum(record.seconds().values()):.1f} s")
     print(f"wrote {args.apply_out}")
     return 0

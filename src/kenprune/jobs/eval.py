@@ -1,29 +1,40 @@
-"""Python functions that mirror the CLI commands one to one (same names, same defaults)."""
+"""`kenprune eval`: the quality of one model under the pinned protocol, recorded like any run."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from ..fileio import write_json
+from ..measure import StageTimer
+from ..record import RunRecord
+from ..settings import DEFAULT_MODEL, Evaluation, Output, given
+from .common import new_record, output_folder, write_record
+
+# what `kenprune eval` measures when no data is named
+DEFAULT_EVALUATION = Evaluation(data="wiki:test")
 
 
-def evaluate_model(model: str = "smollm2-135m", data: str = "wiki:test", *, seqlen: int = 512,
-                   max_windows: int | None = None, bos: str = "auto", batch_size: int = 1,
-                   out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """`kenprune eval`: perplexity for causal LMs, accuracy for sequence classifiers; JSON to `out`."""
-    from ..models.loading import CAUSAL_LM, load_model
-    from ..evaluate import accuracy, perplexity
-    from ..evaluate.protocol import PerplexityProtocol
+def run(model: str = DEFAULT_MODEL, evaluation: Evaluation = DEFAULT_EVALUATION, *, output: Output = Output(),
+        progress: bool = True) -> RunRecord:
+    """Perplexity for a causal LM, accuracy for a sequence classifier; OUT/run.json when output.folder is set."""
+    from ..evaluate import evaluate, evaluator_for
+    from ..models.loading import load_model
 
-    from ..data.corpora import parse_data_ref
+    evaluation.check()
+    timer = StageTimer()
+    with timer.stage("load"):
+        loaded = load_model(model)
+    evaluator_for(loaded.task)  # an encoder without a head fails here, in one line
+    with timer.stage("identify"):
+        identity = loaded.identity()
+    record = new_record("eval", identity, None, given(model=model, evaluation=evaluation),
+                        {"evaluation": evaluation.to_dict()})
+    with timer.stage("eval"):
+        record.quality.append(evaluate(loaded, evaluation, role="after", label=loaded.name, progress=progress))
+    with output_folder(output) as tmp:
+        write_record(record, tmp, timer)
+    return record
 
-    parse_data_ref(data)  # fail on a bad reference before the slow model load
-    loaded = load_model(model)
-    if loaded.task == CAUSAL_LM:
-        protocol = PerplexityProtocol(data=data, seqlen=seqlen, max_windows=max_windows, bos=bos)
-        result = perplexity(loaded, protocol, batch_size=batch_size, progress=progress).to_dict()
-    else:
-        result = accuracy(loaded, data, batch_size=max(batch_size, 16), progress=progress).to_dict()
-    if out is not None:
-        write_json(out, result)
-    return result
+
+def evaluate_model(model: str = DEFAULT_MODEL, data: str = "wiki:test", *, out: str | Path | None = None,
+                   progress: bool = True, **protocol) -> RunRecord:
+    """`run` with the evaluation given as keywords (seqlen, windows, bos, batch_size)."""
+    return run(model, Evaluation(data=data, **protocol), output=Output(out), progress=progress)

@@ -1,69 +1,93 @@
-"""`kenprune search` as a Python function: find a DSA allocation function for a model and target."""
+"""`kenprune search`: find a DSA allocation function for a model and target; resumable, Ray-parallel.
+
+The search writes into its output folder as it goes (checkpoint.json after every generation), so a
+killed search resumes; best.json (readable by `prune --allocation`) and run.json come at the end.
+"""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from .. import provenance
 from ..fileio import write_json
+from ..measure import StageTimer
+from ..record import FileEntry, Layer, Quality, RunRecord, write
+from ..settings import (DEFAULT_MODEL, SEARCH_CALIBRATION, SEARCH_EVALUATION, Calibration, Evaluation, Output,
+                        SearchSettings, given)
+from .common import finish, new_record
 
-CHECKPOINT, BEST, RESULT = "checkpoint.json", "best.json", "search.json"
+CHECKPOINT, BEST = "checkpoint.json", "best.json"
+DEFAULT_OUT = "search-out"
 
 
-def search_allocation(model: str = "smollm2-135m", method: str = "wanda", sparsity: float = 0.7, *,
-                      budget: int = 100, seconds: float | None = None, workers: int | None = None,
-                      ray_address: str | None = None, seed: int = 0, out: str | Path = "search-out",
-                      strategy: str = "evolution", lam: float = 0.08, population: int = 10, children: int = 4,
-                      proxy: str = "oneshot", calib_samples: int = 16, calib_seqlen: int = 256,
-                      eval_data: str = "wiki:valid", eval_windows: int = 4, eval_seqlen: int = 256,
-                      progress: bool = True) -> dict[str, Any]:
-    """Evolutionary (or random) search for a DSA function; resumes from `out`/checkpoint.json.
+def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(), *,
+        calibration: Calibration = SEARCH_CALIBRATION, evaluation: Evaluation = SEARCH_EVALUATION,
+        output: Output = Output(Path(DEFAULT_OUT)), progress: bool = True) -> RunRecord:
+    """Evolutionary (or random) search for a DSA function; resumes from OUT/checkpoint.json.
 
-    Writes `out`/best.json (readable by `--allocation`) and `out`/search.json; returns the latter.
-    The result does not depend on `workers`: batches are fixed by `children`, the RNG by `seed`.
+    Fitness: perplexity on `evaluation` (never a test split) of the model pruned with `calibration`.
+    The result does not depend on settings.workers: batches are fixed by `children`, the RNG by `seed`.
     """
-    from ..methods import METHODS
+    from .. import provenance
     from ..allocate.executors import default_workers, make_executor
     from ..allocate.fitness import PerplexityFitness, prepared
     from ..allocate.layers import block_scores, block_sizes
-    from ..allocate.mapping import check_lambda, check_target
+    from ..allocate.mapping import check_target
     from ..allocate.model import model_layers
     from ..allocate.search import AllocationSpace, SearchConfig, check_checkpoint, search
 
-    METHODS.get(method)
-    target = check_target(sparsity)
-    check_lambda(lam, target)
-    config = SearchConfig(strategy=strategy, budget=budget, seconds=seconds, population=population,
-                          children=children, seed=seed)
-    fitness = PerplexityFitness(model=model, method=method, proxy=proxy, calib_samples=calib_samples,
-                                calib_seqlen=calib_seqlen, data=eval_data, windows=eval_windows,
-                                seqlen=eval_seqlen, seed=seed)
-    workers = default_workers() if workers is None else workers
-    out = Path(out)
+    settings.check()
+    calibration.check()
+    evaluation.check()
+    target = check_target(settings.sparsity)
+    config = SearchConfig(strategy=settings.strategy, budget=settings.budget, seconds=settings.seconds,
+                          population=settings.population, children=settings.children, seed=calibration.seed)
+    fitness = PerplexityFitness(model=model, method=settings.method, proxy=settings.proxy, calib_data=calibration.data,
+                                calib_samples=calibration.samples, calib_seqlen=calibration.seqlen,
+                                data=evaluation.data, windows=evaluation.windows, seqlen=evaluation.seqlen,
+                                seed=calibration.seed)
+    workers = default_workers() if settings.workers is None else settings.workers
+    out = Path(output.folder or DEFAULT_OUT)
     check_checkpoint(out / CHECKPOINT)
-    executor = make_executor(fitness, workers, ray_address)  # first: a bad Ray address fails at once
+    timer = StageTimer()
+    executor = make_executor(fitness, workers, settings.ray_address)  # first: a bad Ray address fails at once
     try:
-        start = time.perf_counter()
-        local = prepared(fitness)  # the dense scoring pass; also the in-process evaluator's model
-        layers = model_layers(local.model, local.scores(method, progress))
-        space = AllocationSpace(block_scores(layers), block_sizes(layers), target, lam)
-        setup_seconds = time.perf_counter() - start
-        fingerprint = {"fitness": fitness.to_dict(), "model_sha256": local.loaded.identity().get("weights_sha256")}
-        result = search(space, executor, config, checkpoint=out / CHECKPOINT, fingerprint=fingerprint,
-                        progress=progress, on_generation=_printer(budget) if progress else None)
+        with timer.stage("setup"):
+            local = prepared(fitness)  # the dense scoring pass; also the in-process evaluator's model
+            layers = model_layers(local.model, local.scores(settings.method, progress))
+            space = AllocationSpace(block_scores(layers), block_sizes(layers), target, settings.lam)
+        identity = local.loaded.identity()
+        fingerprint = {"fitness": fitness.to_dict(), "model_sha256": identity.get("weights_sha256")}
+        with timer.stage("search"):
+            result = search(space, executor, config, checkpoint=out / CHECKPOINT, fingerprint=fingerprint,
+                            progress=progress, on_generation=_printer(settings.budget) if progress else None)
     finally:
         executor.close()
-    record = {"model": model, "method": method, "target": target, "lambda": lam,
-              "allocation": f"dsa:{result.best}", "function": result.best, "fitness": result.fitness,
-              "fitness_protocol": fitness.to_dict(), "block_ratios": result.ratios}
-    write_json(out / BEST, record)
-    summary = {**record, "search": {**config.identity(), "budget": budget, "seconds": seconds},
-               "executor": {"kind": executor.name, "workers": executor.workers, "ray_address": ray_address},
-               "setup_seconds": setup_seconds, "result": result.to_dict(), **provenance.record()}
-    write_json(out / RESULT, summary)
-    return summary
+    best = {"model": model, "method": settings.method, "target": target, "lambda": settings.lam,
+            "allocation": f"dsa:{result.best}", "function": result.best, "fitness": result.fitness,
+            "fitness_protocol": fitness.to_dict(), "block_ratios": result.ratios}
+    write_json(out / BEST, best)
+    record = new_record("search", identity, settings.method,
+                        given(model=model, search=settings, calibration=calibration, evaluation=evaluation),
+                        {"search": {**settings.to_dict(), "workers": workers}, "calibration": calibration.to_dict(),
+                         "evaluation": evaluation.to_dict()})
+    record.layer_quantity = "sparsity"
+    record.layers = [Layer(f"block {i}", [], ratio, block=i, allocated=ratio) for i, ratio in enumerate(result.ratios)]
+    record.quality = [Quality("perplexity", result.fitness, evaluation.data, "after", "searched allocation",
+                              fitness.to_dict())]
+    record.details.update({
+        "function": result.best, "allocation": f"dsa:{result.best}", "fitness": result.fitness, "target": target,
+        "sparsity": target, "lambda": settings.lam, "fitness_protocol": fitness.to_dict(),
+        "search": {**config.identity(), "budget": settings.budget, "seconds": settings.seconds},
+        "executor": {"kind": executor.name, "workers": executor.workers, "ray_address": settings.ray_address},
+        "result": result.to_dict()})
+    record.files = [FileEntry(BEST, "json", (out / BEST).stat().st_size, "allocation")]
+    if (out / CHECKPOINT).exists():
+        record.files.append(FileEntry(CHECKPOINT, "json", (out / CHECKPOINT).stat().st_size, "checkpoint"))
+    record.provenance = provenance.record()
+    finish(record, timer)
+    write(record, out)
+    return record
 
 
 def _printer(budget: int):
@@ -72,3 +96,11 @@ def _printer(budget: int):
               f"{entry['best_fitness']:.3f} {entry['best']}", file=sys.stderr)
 
     return report
+
+
+def search_allocation(model: str = DEFAULT_MODEL, *, calibration: Calibration = SEARCH_CALIBRATION,
+                      evaluation: Evaluation = SEARCH_EVALUATION, out: str | Path = DEFAULT_OUT, progress: bool = True,
+                      **options: Any) -> RunRecord:
+    """`run` with SearchSettings given as keywords (method, sparsity, budget, strategy, workers, ...)."""
+    return run(model, SearchSettings(**options), calibration=calibration, evaluation=evaluation,
+               output=Output(Path(out)), progress=progress)

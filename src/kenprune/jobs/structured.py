@@ -1,107 +1,90 @@
-"""Python functions behind `kenprune prune --method structured` and `kenprune recover` (same names, defaults)."""
+"""`kenprune structured`: remove whole heads and MLP channels (LLM-Pruner), save a smaller dense model that
+reloads, measure its speed against the dense model in the same run, and record it."""
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 from typing import Any
 
-from .. import provenance
-from ..models.loading import LoadedModel, load_model
-from ..errors import KenpruneError
-from ..fileio import write_json
-from ..measure import StageTimer, path_bytes, peak_rss_bytes
-from ..structured.io import save_structured
-from ..structured.plan import PrunePlan
-from ..structured.prune import prune_structured
-from ..structured.recover import LoraSettings, lora_recover
-
-REPORT_FILE = "kenprune-report.json"
+from ..measure import StageTimer, path_bytes
+from ..record import FileEntry, Layer, RunRecord
+from ..settings import (DEFAULT_MODEL, STRUCTURED_CALIBRATION, STRUCTURED_EVALUATION, Calibration, Evaluation, Output, StructuredSettings,
+                        given)
+from .common import new_record, output_folder, write_record
 
 
-def _perplexity(loaded: LoadedModel, data: str | None, seqlen: int, max_windows: int | None,
-                progress: bool) -> float | None:
-    if not data:
-        return None
-    from ..evaluate import perplexity
-    from ..evaluate.protocol import PerplexityProtocol
+def _block_table(result: Any) -> list[Layer]:
+    """One row per block: the fraction of its (head + MLP) widths removed, parameter-weighted."""
+    rows = []
+    for i, (before, after) in enumerate(zip(result.widths_before, result.widths_after)):
+        units_before = before.heads + before.kv_heads * 2 + before.intermediate * 3
+        units_after = after.heads + after.kv_heads * 2 + after.intermediate * 3
+        rows.append(Layer(f"block {i}", [], 1 - units_after / units_before, block=i))
+    return rows
 
-    protocol = PerplexityProtocol(data=data, seqlen=seqlen, max_windows=max_windows)
-    return perplexity(loaded, protocol, progress=progress, identify=False).perplexity
 
+def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSettings(), *,
+        calibration: Calibration = STRUCTURED_CALIBRATION, evaluation: Evaluation = STRUCTURED_EVALUATION,
+        output: Output = Output(), progress: bool = True) -> RunRecord:
+    """Prune whole heads and MLP channels; the folder reloads (plain from_pretrained when widths are uniform)."""
+    from ..errors import KenpruneError
+    from ..evaluate import evaluate
+    from ..evaluate.latency import compare_latency
+    from ..models.loading import LoadedModel, load_model
+    from ..structured.io import save_structured
+    from ..structured.plan import PrunePlan
+    from ..structured.prune import prune_structured
 
-def _check_out(out: str | Path | None) -> Path:
-    if not out:
+    if output.folder is None:
         raise KenpruneError("--out is required: the folder to write the pruned model to")
-    out = Path(out)
-    if out.exists() and not (out / "config.json").exists() and any(out.iterdir()):
-        raise KenpruneError(f"{out} exists and is not a model folder; choose another --out")
-    return out
-
-
-def structured_prune(model: str = "smollm2-135m", out: str | Path | None = None, *, importance: str = "taylor",
-                     ratio: float = 0.2, keep_first: int = 0, keep_last: int = 0, round_to: int = 8,
-                     global_ranking: bool = False, attention_unit: str = "auto", calib: str = "wiki:calib",
-                     nsamples: int = 10, seqlen: int = 128, seed: int = 0, blocks_per_pass: int | None = None,
-                     eval: str | None = None, eval_seqlen: int = 512, max_windows: int | None = 8,
-                     latency: bool = True, latency_repeats: int = 5, progress: bool = True) -> dict[str, Any]:
-    """Prune whole heads and MLP channels, save a folder that reloads, and report size, speed and perplexity."""
-    out = _check_out(out)
-    plan = PrunePlan(ratio, keep_first, keep_last, round_to, global_ranking)
+    settings.check()
+    calibration.check()
+    evaluation.check()
+    plan = PrunePlan(settings.ratio, settings.keep_first, settings.keep_last, settings.round_to,
+                     settings.global_ranking)
     timer = StageTimer()
     with timer.stage("load"):
         loaded = load_model(model)
-    base = loaded.identity()
-    dense = copy.deepcopy(loaded.model) if (latency or eval) else None
+    identity = loaded.identity()
+    dense = copy.deepcopy(loaded.model) if (settings.latency or evaluation.enabled) else None
     with timer.stage("prune"):
-        result = prune_structured(loaded, plan, importance=importance, attention_unit=attention_unit, calib=calib,
-                                  nsamples=nsamples, seqlen=seqlen, seed=seed, blocks_per_pass=blocks_per_pass,
-                                  progress=progress)
-    report: dict[str, Any] = {"method": "structured", "model": model, **result.to_dict()}
-    if latency:
-        from ..evaluate.latency import compare_latency
-
+        result = prune_structured(loaded, plan, importance=settings.importance,
+                                  attention_unit=settings.attention_unit, calib=calibration.data,
+                                  nsamples=calibration.samples, seqlen=calibration.seqlen, seed=calibration.seed,
+                                  blocks_per_pass=settings.blocks_per_pass, progress=progress)
+    summary = result.to_dict()
+    record = new_record("structured", identity, "structured",
+                        given(model=model, structured=settings, calibration=calibration, evaluation=evaluation),
+                        {"structured": settings.to_dict(), "calibration": calibration.to_dict(),
+                         "evaluation": evaluation.to_dict()})
+    record.layer_quantity = "removed fraction"
+    record.layers = _block_table(result)
+    record.details.update({**summary, "sparsity": summary["block_parameters_removed"],
+                           "pruned_model": loaded.identity()})
+    if settings.latency:
         with timer.stage("latency"):
-            dense_latency, pruned_latency, ratios = compare_latency(dense, loaded.model, rounds=latency_repeats)
-        report["latency"] = {"dense": dense_latency, "pruned": pruned_latency, "speedup": ratios}
-    if eval:
+            dense_latency, pruned_latency, ratios = compare_latency(dense, loaded.model,
+                                                                    rounds=settings.latency_repeats)
+        record.details["latency"] = {"dense": dense_latency, "pruned": pruned_latency, "speedup": ratios}
+    if evaluation.enabled:
         with timer.stage("eval"):
             dense_loaded = LoadedModel(dense, loaded.tokenizer, loaded.name, loaded.source, loaded.task, loaded.bos)
-            report["perplexity"] = {"data": eval, "seqlen": eval_seqlen, "max_windows": max_windows,
-                                    "dense": _perplexity(dense_loaded, eval, eval_seqlen, max_windows, progress),
-                                    "pruned": _perplexity(loaded, eval, eval_seqlen, max_windows, progress)}
+            if evaluation.before:
+                record.quality.append(evaluate(dense_loaded, evaluation, role="before", label="dense",
+                                               progress=progress))
+            record.quality.append(evaluate(loaded, evaluation, role="after", label="pruned", progress=progress))
     del dense
-    with timer.stage("save"):
-        save_structured(loaded, out, {"method": "structured", "base": base, "structured": result.to_dict()})
-    report.update({"out": str(out), "file_bytes": path_bytes(out), "seconds": timer.seconds,
-                   "peak_rss_bytes": peak_rss_bytes(), "base_model": base, "pruned_model": loaded.identity(), **provenance.record()})
-    write_json(out / REPORT_FILE, report)
-    return report
+    with output_folder(output) as tmp:
+        with timer.stage("save"):
+            save_structured(loaded, tmp, {"method": "structured", "base": identity, "structured": summary})
+        record.files = [FileEntry(".", "hf-folder", path_bytes(tmp), "model")]
+        write_record(record, tmp, timer)
+    return record
 
 
-def recover(model: str, out: str | Path | None = None, *, data: str = "lee", steps: int = 50, seqlen: int = 256,
-            batch_size: int = 2, lr: float = 2e-4, rank: int = 8, alpha: int = 16, dropout: float = 0.05,
-            seed: int = 0, eval: str | None = "wiki:test", eval_seqlen: int = 512, max_windows: int | None = 8,
-            progress: bool = True) -> dict[str, Any]:
-    """LoRA-tune a (pruned) model, merge the adapters back, save a plain folder; perplexity before and after."""
-    out = _check_out(out)
-    settings = LoraSettings(steps, seqlen, batch_size, lr, rank, alpha, dropout, seed)
-    settings.check()
-    timer = StageTimer()
-    with timer.stage("load"):
-        loaded = load_model(model)
-    with timer.stage("eval"):
-        before = _perplexity(loaded, eval, eval_seqlen, max_windows, progress)
-    source = loaded.identity()
-    with timer.stage("train"):
-        training = lora_recover(loaded, data, settings, progress=progress)
-    with timer.stage("eval"):
-        after = _perplexity(loaded, eval, eval_seqlen, max_windows, progress)
-    record = {**loaded.record, "recovery": training, "recovered_from": source}
-    with timer.stage("save"):
-        save_structured(loaded, out, record)
-    report = {"method": "lora-recovery", "model": model, "out": str(out), "training": training,
-              "perplexity": {"data": eval, "seqlen": eval_seqlen, "max_windows": max_windows,
-                             "before": before, "after": after},
-              "file_bytes": path_bytes(out), "seconds": timer.seconds, **provenance.record()}
-    write_json(out / REPORT_FILE, report)
-    return report
+def structured_prune(model: str = DEFAULT_MODEL, out: str | Path | None = None, *,
+                     calibration: Calibration = STRUCTURED_CALIBRATION, evaluation: Evaluation = STRUCTURED_EVALUATION,
+                     progress: bool = True, **options: Any) -> RunRecord:
+    """`run` with StructuredSettings given as keywords (importance, ratio, keep_first, ...)."""
+    return run(model, StructuredSettings(**options), calibration=calibration, evaluation=evaluation,
+               output=Output(out), progress=progress)

@@ -204,6 +204,18 @@ class LoadedModel:
         return out
 
 
+def model_folder_of(path: Path) -> Path:
+    """The model inside a run folder (its record's file with role `model`), else the path itself."""
+    from ..record import RECORD_FILE, read
+
+    if (path / "config.json").exists() or not (path / RECORD_FILE).is_file():
+        return path
+    entry = read(path).file("model")
+    if entry is None:
+        raise KenpruneError(f"{path} is a run folder without a model (its run.json lists no model file)")
+    return (path / entry.path).resolve()
+
+
 def resolve_model(name_or_path: str) -> tuple[str, str, ModelSpec | None]:
     """(display name, folder or hub id, registry spec or None) for a registry name, folder or hub id."""
     if name_or_path in MODELS:
@@ -211,6 +223,7 @@ def resolve_model(name_or_path: str) -> tuple[str, str, ModelSpec | None]:
         return spec.name, str(spec.folder()), spec
     path = Path(name_or_path).expanduser()
     if path.exists():
+        path = model_folder_of(path)
         if not (path / "config.json").exists():
             raise KenpruneError(f"{path} is not a Hugging Face model folder (no config.json)")
         return path.name, str(path.resolve()), None

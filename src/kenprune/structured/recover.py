@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -11,28 +11,8 @@ from tqdm.auto import tqdm
 from ..data.corpora import join_text, load_documents, tokenize_stream
 from ..models.loading import LoadedModel
 from ..errors import KenpruneError
+from ..settings import LoraSettings
 from .groups import adapter_for
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LLM-Pruner's LoRA: r 8, alpha 16, dropout 0.05, every projection; a CPU-sized step budget."""
-
-    steps: int = 50
-    seqlen: int = 256
-    batch_size: int = 2
-    lr: float = 2e-4
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    seed: int = 0
-
-    def check(self) -> None:
-        for name in ("steps", "seqlen", "batch_size", "rank"):
-            if getattr(self, name) < 1:
-                raise KenpruneError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise KenpruneError(f"--lr must be > 0, got {self.lr}")
 
 
 def _training_windows(loaded: LoadedModel, data: str, settings: LoraSettings) -> torch.Tensor:

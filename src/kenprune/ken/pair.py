@@ -1,0 +1,121 @@
+"""KEN on a (pre-trained, fine-tuned) pair of loaded models: the optimized model and its subnetwork.
+
+Pre-trained side of a classifier: a pre-trained encoder has no classification head, so KEN's base
+for a classifier is the fine-tuned model's own starting point, which `kenprune finetune` saves as
+`<finetuned>/initial` (backbone + the head initialisation). It is a normal model folder with a
+weights hash, so the subnetwork file can name it and `ken apply` can check it. When --pretrained
+is left out, the fine-tuned folder's record supplies it (`initial/`, else the base model's name).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from .. import __version__, provenance
+from ..errors import KenpruneError
+from ..fileio import atomic_dir, write_json
+from ..measure import StageTimer, path_bytes
+from .apply import (KenSelection, KSpec, MaskFn, check_compatible, differing, select_masks, select_tensors,
+                    tensor_table, unique_parameters)
+from .kernels import KERNELS
+from .subnetwork import VALUE_DTYPES, Subnetwork, read_subnetwork, write_subnetwork
+
+log = logging.getLogger(__name__)
+SUBNETWORK_FILE = "subnetwork.safetensors"
+SUMMARY_FILE = "ken.json"
+MODEL_DIR = "model"
+
+
+def default_pretrained(finetuned_record: dict, finetuned_source: str) -> str:
+    """The pre-trained side recorded by `kenprune finetune`: its saved initial model, else its base."""
+    initial = finetuned_record.get("initial")
+    if initial and (Path(finetuned_source) / initial).is_dir():
+        return str(Path(finetuned_source) / initial)
+    base = finetuned_record.get("base", {}).get("name")
+    if base:
+        return base
+    raise KenpruneError(f"{finetuned_source} does not record its pre-trained model; pass --pretrained")
+
+
+def finetuned_bytes(loaded) -> int:
+    """Bytes of the fine-tuned model's safetensors on disk (its in-memory size if it has no folder)."""
+    files = sorted(Path(loaded.source).glob("*.safetensors")) if Path(loaded.source).is_dir() else []
+    if files:
+        return sum(path_bytes(f) for f in files)
+    params, _ = unique_parameters(loaded.model)
+    return sum(p.numel() * p.element_size() for p in params.values())
+
+
+def load_pair(pretrained: str | None, finetuned: str):
+    """Load (pre-trained, fine-tuned) with the fine-tuned model's task; refuse a head-less classifier base."""
+    from ..models.loading import SEQUENCE_CLASSIFICATION, _task_of_folder, load_model, resolve_model
+
+    ft = load_model(finetuned)
+    pretrained = pretrained or default_pretrained(ft.record, ft.source)
+    if ft.task == SEQUENCE_CLASSIFICATION:
+        _, source, _ = resolve_model(pretrained)
+        if Path(source).is_dir() and _task_of_folder(source) != SEQUENCE_CLASSIFICATION:
+            raise KenpruneError(
+                f"{pretrained} has no classification head, so KEN's pre-trained side would be a random one; "
+                f"use the fine-tuned model's initial state: --pretrained {Path(ft.source) / 'initial'} "
+                f"(kenprune finetune saves it)")
+    pre = load_model(pretrained, task=ft.task)
+    return pre, ft
+
+
+@dataclass
+class KenRun:
+    optimized: torch.nn.Module
+    subnetwork: Subnetwork
+    selection: KenSelection
+    finetuned_params: dict[str, torch.Tensor]
+
+
+def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "gaussian", tensors: str = "all",
+               include: Iterable[str] = (), exclude: Iterable[str] = (), value_dtype: str = "fp32",
+               mask_fn: MaskFn | None = None, scores: dict[str, torch.Tensor] | None = None,
+               progress: bool = True) -> KenRun:
+    """KEN on two loaded models in memory (inputs untouched): the optimized model and its subnetwork.
+
+    mask_fn/scores replace KEN's selection (baselines): masks are chosen by `mask_fn` on the rows of
+    `scores` (default: the fine-tuned values) with the same kept count per row.
+    """
+    pre_params, aliases = unique_parameters(pre.model)
+    ft_params, _ = unique_parameters(ft.model)
+    check_compatible(pre_params, ft_params)
+    names = select_tensors(list(ft_params), tensors, include, exclude)
+    if not names:
+        raise KenpruneError("the tensor selection matches no tensor; check --tensors/--include/--exclude")
+    selection = select_masks(scores or ft_params, names, k, kernel=kernel, mask_fn=mask_fn, progress=progress)
+    copied = differing(pre_params, ft_params, [n for n in ft_params if n not in selection.masks])
+    dtype = VALUE_DTYPES[value_dtype]
+    sub = Subnetwork(masks=selection.masks,
+                     values={n: ft_params[n].detach()[m].to(dtype) for n, m in selection.masks.items()},
+                     full={n: ft_params[n].detach().to(dtype) for n in copied}, rows=selection.rows)
+    optimized = copy.deepcopy(pre.model)
+    sub.apply_to(unique_parameters(optimized)[0])
+    spec = KSpec.parse(k)
+    sub.meta = {
+        "kenprune_version": __version__, "base": pre.identity(), "finetuned": ft.identity(),
+        "optimized_sha256": provenance.model_sha256(optimized), "k": {"value": spec.value, "fraction": spec.fraction},
+        "kernel": kernel if mask_fn is None else "custom",
+        "selection": {"tensors": tensors, "include": list(include), "exclude": list(exclude)},
+        "aliases": aliases, "copied": copied,
+    }
+    return KenRun(optimized, sub, selection, ft_params)
+
+
+def rebuild(base_model: torch.nn.Module, sub: Subnetwork) -> torch.nn.Module:
+    """The optimized model from its base and a subnetwork, in place on `base_model` (checks names/shapes)."""
+    params, _ = unique_parameters(base_model)
+    for name, mask in {**sub.masks, **sub.full}.items():
+        if name not in params or params[name].shape != mask.shape:
+            raise KenpruneError(f"the base model has no tensor {name} of shape {tuple(mask.shape)}")
+    sub.apply_to(params)
+    return base_model
