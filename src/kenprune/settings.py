@@ -27,7 +27,7 @@ Sparsity = Union[float, Mapping[Union[int, str], float]]
 
 def _positive(value: Any, name: str, minimum: int = 1) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise KenpruneError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise KenpruneError(f"{name} must be >= {minimum}, got {value!r}")
 
 
 def _data_ref(data: str, name: str, default_split: str | None = None) -> None:

@@ -40,13 +40,27 @@ def test_empty_text_and_too_long_seqlen(capsys, tmp_path, smollm2):
 
 
 def test_eval_prints_perplexity_and_writes_json(capsys, tmp_path, smollm2):
-    out_path = tmp_path / "eval.json"
+    out_path = tmp_path / "eval"
     code, out, _ = run_cli(capsys, "eval", "--model", "smollm2-135m", "--data", "lee:test",
                            "--seqlen", "128", "--max-windows", "2", "--out", str(out_path))
     assert code == 0 and "perplexity" in out and str(out_path) in out
-    record = json.loads(out_path.read_text())
-    assert record["protocol"]["data"] == "lee:test" and record["protocol"]["windows"] == 2
-    assert record["perplexity"] > 1 and record["versions"]["transformers"]
+    record = json.loads((out_path / "run.json").read_text())
+    quality = record["quality"][0]
+    assert record["kind"] == "eval" and quality["metric"] == "perplexity" and quality["data"] == "lee:test"
+    assert quality["protocol"]["windows"] == 2 and quality["protocol"]["seqlen"] == 128
+    assert quality["value"] > 1 and record["provenance"]["versions"]["transformers"]
+
+
+def test_eval_takes_a_run_folder_for_its_model(capsys, tmp_path, tiny_llama_folder):
+    import kenprune.record as records
+
+    run = tmp_path / "run"
+    code, _, _ = run_cli(capsys, "prune", "--model", str(tiny_llama_folder), "--method", "magnitude",
+                         "--out", str(run))
+    assert code == 0 and records.read(run).file("model").path == "model"
+    code, out, err = run_cli(capsys, "eval", "--model", str(run), "--data", "lee:test", "--seqlen", "64",
+                             "--max-windows", "1")
+    assert code == 0 and "perplexity" in out, err
 
 
 def test_listing_commands(capsys):

@@ -23,19 +23,21 @@ def test_allocation_with_nm_pattern_is_refused(capsys):
 
 def test_prune_workflow_records_the_allocation(monkeypatch):
     """The workflow resolves the allocation after calibration and prunes each layer at its ratio."""
+    import kenprune.data.windows as windows
     import kenprune.models.loading as models
-    import kenprune.engine.elementwise as pruning
-    from kenprune.testing import random_windows, tiny_causal_lm
     from kenprune.jobs.prune import prune
+    from kenprune.settings import Calibration
+    from kenprune.testing import random_windows, tiny_causal_lm
 
     tiny = models.LoadedModel(tiny_causal_lm("llama", layers=4, hidden=32), None, "tiny", "test", models.CAUSAL_LM)
     monkeypatch.setattr(models, "load_model", lambda name: tiny)
-    monkeypatch.setattr(pruning, "calibration_windows", lambda *a, **k: random_windows(4, 32))
-    report = prune("tiny", method="wanda", sparsity=0.6, allocation="dsa:noop|mean|noop|noop", nsamples=4,
-                   seqlen=32, progress=False)
-    ratios = report["allocation"]["ratios"]
-    assert report["allocation"]["weighted_mean"] == pytest.approx(0.6, abs=1e-12)
+    monkeypatch.setattr(windows, "windows_for", lambda *a, **k: random_windows(4, 32))
+    record = prune("tiny", method="wanda", sparsity=0.6, allocation="dsa:noop|mean|noop|noop",
+                   calibration=Calibration(samples=4, seqlen=32), progress=False)
+    ratios = record.details["allocation"]["ratios"]
+    assert record.details["allocation"]["weighted_mean"] == pytest.approx(0.6, abs=1e-12)
     assert len(set(ratios.values())) > 1
-    for layer in report["layers"]:
-        cols = layer["shape"][1]
-        assert layer["sparsity"] == pytest.approx(int(cols * ratios[layer["name"]]) / cols)
+    for layer in record.layers:
+        cols = layer.shape[1]
+        assert layer.allocated == ratios[layer.name]
+        assert layer.value == pytest.approx(int(cols * ratios[layer.name]) / cols)

@@ -9,7 +9,8 @@ import torch
 from kenprune.errors import KenpruneError
 from kenprune.structured.plan import PrunePlan
 from kenprune.structured.prune import prune_structured
-from kenprune.structured.recover import LoraSettings, lora_recover
+from kenprune.settings import LoraSettings
+from kenprune.structured.recover import lora_recover
 
 
 def test_lora_merges_back_into_a_plain_model_with_per_block_widths(tiny_loaded, ids):
