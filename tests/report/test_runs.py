@@ -217,3 +217,12 @@ def test_several_runs_quality_curves_and_search_comparison(run_dirs, tmp_path):
     assert {"comparison.png", "comparison-search.png", "finetune-loss.png", "ken-run-layers.png"} <= names
     html = out.read_text()
     assert html.index("Comparison") < html.index("sparsegpt-50 (prune)") < html.index("dense-eval (eval)")
+
+
+def test_a_record_file_may_be_given_instead_of_its_folder(run_dirs, tmp_path):
+    copy = tmp_path / "eval-dense.json"
+    copy.write_text((run_dirs["eval"] / "run.json").read_text())
+    run = read_run(copy)
+    assert run.name == "eval-dense" and run.source == copy and run.quality == ("perplexity", DENSE_PPL, DENSE_PPL)
+    html = write_report([copy, run_dirs["prune"]], out=tmp_path / "both.html").read_text()
+    assert "eval-dense (eval)" in html and "eval-dense.json" in html

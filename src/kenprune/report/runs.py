@@ -28,8 +28,10 @@ class LayerValues:
 @dataclass
 class Run:
     """What the report shows about one run folder."""
-    path: Path
+    path: Path  # the run folder
     record: RunRecord
+    name: str  # the run folder's name, or the record file's stem when a file was given
+    source: Path  # the run.json read
     summary: dict[str, str] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
     layers: LayerValues | None = None
@@ -54,13 +56,6 @@ class Run:
     def method(self) -> str:
         return self.record.method or "no pruning"
 
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def source(self) -> Path:
-        return self.path / RECORD_FILE
 
 
 # ----------------------------------------------------------------------------- text for table cells
@@ -272,7 +267,7 @@ def read_run(path: str | Path) -> Run:
     """Read one run folder's run.json (RecordError, one line, for anything else) through its kind's function."""
     path = Path(path)
     record = read(path)
-    run = Run(path if path.is_dir() else path.parent, record)
+    run = Run(path, record, path.name, path / RECORD_FILE) if path.is_dir() else Run(path.parent, record, path.stem, path)
     _head(run)
     try:
         RUN_KINDS.get(record.kind)(run)
