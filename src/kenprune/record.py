@@ -155,7 +155,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None  # strict JSON has no NaN or infinity
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
+        return _plain(value.item())  # a numpy or torch scalar: its Python value, non-finite floats as null
     return value
 
 

