@@ -7,34 +7,42 @@ import pytest
 
 from kenprune.cli import main
 from kenprune.errors import KenpruneError
-from kenprune.ken.api import ken_apply, ken_prune
+from kenprune.jobs.ken import apply as ken_apply
+from kenprune.jobs.ken import ken
+from kenprune.settings import Evaluation
 
 
 @pytest.fixture(scope="module")
 def ken_run(minilm_pair, tmp_path_factory):
     folder, _ = minilm_pair
     out = tmp_path_factory.mktemp("ken") / "k25"
-    return out, ken_prune(None, str(folder), "25%", out=out, eval="pang-lee:test", progress=False)
+    return out, ken(str(folder), k="25%", out=out, evaluation=Evaluation(data="pang-lee:test"), progress=False)
 
 
 def test_summary_and_files(ken_run, minilm_pair):
-    out, res = ken_run
-    assert (out / "subnetwork.safetensors").is_file() and json.loads((out / "ken.json").read_text())["k"] == res["k"]
-    assert res["pretrained"]["weights_sha256"] == minilm_pair[1]["base"]["weights_sha256"]  # initial/ is the base
+    out, record = ken_run
+    res = record.details
+    saved = json.loads((out / "run.json").read_text())
+    assert (out / "subnetwork.safetensors").is_file() and saved["kind"] == "ken" and saved["details"]["k"] == res["k"]
+    assert record.file("subnetwork").bytes == res["sizes"]["subnetwork_bytes"]
+    assert res["pretrained"]["weights_sha256"] == minilm_pair[1].model["weights_sha256"]  # initial/ is the base
     assert res["totals"]["kept_fraction_of_selected"] == pytest.approx(0.25, abs=1e-3)
     assert res["tensors"]["bert.encoder.layer.0.attention.self.query.weight"]["k_per_row"] == 96
     assert 0 < res["sizes"]["subnetwork_bytes"] < 0.35 * res["sizes"]["finetuned_safetensors_bytes"]
-    assert res["eval"]["metric"] == "accuracy" and 0 <= res["eval"]["value"] <= 1
+    after = record.quality_of("after")
+    assert after.metric == "accuracy" and 0 <= after.value <= 1
     assert res["clipped_tensors"] == []
 
 
 def test_apply_rebuilds_bit_identical(ken_run, minilm_pair, tmp_path):
     from kenprune.models.loading import load_model
 
-    out, res = ken_run
+    out, record = ken_run
+    res = record.details
     rebuilt = ken_apply(str(minilm_pair[0] / "initial"), out / "subnetwork.safetensors", tmp_path / "m",
                         progress=False)
-    assert rebuilt["optimized_sha256"] == res["optimized_sha256"]
+    assert rebuilt.details["optimized_sha256"] == res["optimized_sha256"]
+    assert rebuilt.kind == "ken-apply" and (tmp_path / "m" / "run.json").is_file()
     model = load_model(str(tmp_path / "m"))
     assert model.weights_sha256() == res["optimized_sha256"]
     # every entry is either the fine-tuned or the pre-trained value, exactly 25% fine-tuned per row
@@ -55,7 +63,7 @@ def test_wrong_base_is_refused_naming_both(ken_run, tmp_path):
 def test_headless_base_and_bad_k_write_nothing(minilm_pair, tmp_path, capsys):
     folder, _ = minilm_pair
     with pytest.raises(KenpruneError, match="initial"):
-        ken_prune("minilm-l6", str(folder), 0.25, out=tmp_path / "a", progress=False)
+        ken(str(folder), pretrained="minilm-l6", k=0.25, out=tmp_path / "a", progress=False)
     assert main(["ken", "--finetuned", str(folder), "--k", "1.5", "--out", str(tmp_path / "b")]) == 2
     assert "(0, 1]" in capsys.readouterr().err
     assert main(["ken", "--finetuned", str(folder), "--k", "zero", "--out", str(tmp_path / "c")]) == 2
@@ -64,8 +72,8 @@ def test_headless_base_and_bad_k_write_nothing(minilm_pair, tmp_path, capsys):
 
 def test_blocks_only_copies_the_rest_and_clips_k(minilm_pair, tmp_path):
     folder, _ = minilm_pair
-    res = ken_prune(None, str(folder), 500, out=tmp_path / "b", tensors="blocks", value_dtype="fp16",
-                    exclude=["*LayerNorm*"], progress=False)
+    res = ken(str(folder), k=500, out=tmp_path / "b", tensors="blocks", value_dtype="fp16",
+              exclude=["*LayerNorm*"], progress=False).details
     names = set(res["tensors"])
     assert all(".layer." in n and "LayerNorm" not in n for n in names)
     assert "bert.encoder.layer.0.attention.self.query.bias" in res["clipped_tensors"]  # 384 < 500
@@ -73,7 +81,8 @@ def test_blocks_only_copies_the_rest_and_clips_k(minilm_pair, tmp_path):
 
 
 def test_cli_ken_and_apply(ken_run, minilm_pair, tmp_path, capsys):
-    out, res = ken_run
+    out, record = ken_run
+    res = record.details
     code = main(["ken", "apply", "--base", str(minilm_pair[0] / "initial"), "--subnetwork",
                  str(out / "subnetwork.safetensors"), "--out", str(tmp_path / "cli")])
     assert code == 0 and res["optimized_sha256"][:12] in capsys.readouterr().out
