@@ -43,3 +43,17 @@ def test_unsupported_family_names_the_supported_ones():
     with pytest.raises(KenpruneError, match=r"^structured pruning does not support model family 'gpt2'; "
                                             r"supported families: llama, mistral, qwen2, gemma3_text$"):
         block_groups(gpt2)
+
+
+def test_structured_pruning_of_gpt2_fails_in_one_line_before_any_change(smollm2_tokenizer):
+    from kenprune.structured.plan import PrunePlan
+    from kenprune.structured.prune import prune_structured
+    from kenprune.testing import tiny_causal_lm
+    from tests.structured.conftest import tiny_loaded_model
+
+    loaded = tiny_loaded_model(tiny_causal_lm("gpt2", layers=2), smollm2_tokenizer, "gpt2")
+    before = {n: p.clone() for n, p in loaded.model.state_dict().items()}
+    with pytest.raises(KenpruneError, match=r"^structured pruning does not support model family 'gpt2'; "
+                                            r"supported families: llama, mistral, qwen2, gemma3_text$"):
+        prune_structured(loaded, PrunePlan(0.5), importance="l1", progress=False)
+    assert all(torch.equal(p, before[n]) for n, p in loaded.model.state_dict().items())
