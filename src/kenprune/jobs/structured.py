@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import provenance
+from ..models.families import adapter_for
 from ..models.loading import LoadedModel, load_model
 from ..errors import KenpruneError
 from ..fileio import write_json
@@ -89,6 +90,7 @@ def recover(model: str, out: str | Path | None = None, *, data: str = "lee", ste
     timer = StageTimer()
     with timer.stage("load"):
         loaded = load_model(model)
+    adapter_for(loaded.model)  # a family without an adapter fails before the first evaluation
     with timer.stage("eval"):
         before = _perplexity(loaded, eval, eval_seqlen, max_windows, progress)
     source = loaded.identity()
