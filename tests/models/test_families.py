@@ -42,8 +42,8 @@ def test_adapter_names_existing_modules_and_reads_the_head_counts(family):
     model = TINY_MODELS[family]()
     config, adapter = model.config, adapter_for(model)
     assert config.model_type == family
-    targets = [m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in adapter.lora_targets]
-    assert {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()} >= set(adapter.lora_targets)
+    targets = [m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in adapter.lora_modules()]
+    assert {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()} >= set(adapter.lora_modules())
     assert all(is_linear(m) for m in targets)
     assert adapter.fan_in_fan_out == all(isinstance(m, Conv1D) for m in targets)
     assert adapter.heads(config) == config.num_attention_heads

@@ -35,7 +35,7 @@ def test_lora_recovers_every_family_with_an_adapter(smollm2_tokenizer, arch, rec
     after = dict(loaded.model.named_parameters())
     assert {n: p.shape for n, p in after.items()} == {n: p.shape for n, p in before.items()}  # merged back
     changed = {n.rsplit(".", 2)[-2] for n, p in after.items() if not torch.equal(p, before[n])}
-    assert changed == set(adapter_for(loaded.model).lora_targets)  # every target, and only targets, trained
+    assert changed == set(adapter_for(loaded.model).lora_modules())  # every target, and only targets, trained
     assert report["trainable_parameters"] > 0
     assert not [w for w in recwarn if "fan_in_fan_out" in str(w.message)]  # the adapter says Conv1D itself
 

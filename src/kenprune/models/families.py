@@ -13,8 +13,6 @@ from torch import nn
 from ..errors import KenpruneError
 from ..registry import Registry
 
-LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
 
 @dataclass(frozen=True)
 class FamilyAdapter:
@@ -24,7 +22,7 @@ class FamilyAdapter:
     below (attention.q/k/v/o, mlp.gate/up/down); other families only use the LoRA names and head counts.
     """
 
-    lora_targets: tuple[str, ...] = LLAMA_PROJECTIONS
+    lora_targets: tuple[str, ...] = ()  # empty: the Llama-like projections below
     structured: bool = False
     fan_in_fan_out: bool = False  # weights stored [in, out] (GPT-2's Conv1D); peft must be told
     heads_key: str = "num_attention_heads"
@@ -39,6 +37,10 @@ class FamilyAdapter:
     gate: str = "gate_proj"
     up: str = "up_proj"
     down: str = "down_proj"
+
+    def lora_modules(self) -> tuple[str, ...]:
+        """The module names LoRA adapts: the family's own list, else every Llama-like projection."""
+        return self.lora_targets or (self.q, self.k, self.v, self.o, self.gate, self.up, self.down)
 
     def heads(self, config: Any) -> int:
         """Query heads per block in the config (the widest block after structured pruning)."""

@@ -60,7 +60,7 @@ def lora_recover(loaded: LoadedModel, data: str = "lee", settings: LoraSettings 
     windows = _training_windows(loaded, data, settings)
     torch.manual_seed(settings.seed)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(adapter.lora_targets), fan_in_fan_out=adapter.fan_in_fan_out,
+                        target_modules=list(adapter.lora_modules()), fan_in_fan_out=adapter.fan_in_fan_out,
                         task_type="CAUSAL_LM")
     peft_model = get_peft_model(loaded.model, config)
     peft_model.train()
