@@ -5,7 +5,7 @@ import pytest
 
 from kenprune.cli import main
 from kenprune.record import read
-from tests.structured.conftest import tiny_loaded  # noqa: F401  (fixture)
+from tests.structured.conftest import smollm2_tokenizer, tiny_loaded  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from kenprune.evaluate.latency import mac_count, measure_latency, speedup
 from kenprune.structured.plan import PrunePlan
 from kenprune.structured.prune import prune_structured
+from kenprune.testing import tiny_causal_lm
 
 
 def test_mac_count_follows_the_pruned_widths_and_latency_is_measured(tiny_loaded):
@@ -23,3 +26,19 @@ def test_mac_count_follows_the_pruned_widths_and_latency_is_measured(tiny_loaded
     ratios = speedup(*timings)
     assert ratios["decode_ideal"] == mac_count(dense, 1, 4 + 2, 1) / mac_count(tiny_loaded.model, 1, 4 + 2, 1)
     assert ratios["prefill_ideal"] > 1
+
+
+# per-block Linear MACs per token of kenprune.testing's tiny models (hidden 64, 4 heads of 16):
+# llama q,o 64x64, k,v 64x32 (2 kv heads), gate/up/down 64x128; gpt2 c_attn 64x192, attn c_proj 64x64,
+# c_fc 64x256, mlp c_proj 256x64 (Conv1D); opt q,k,v,out_proj 64x64, fc1/fc2 64x128
+BLOCK_LINEAR_MACS = {"llama": 2 * 4096 + 2 * 2048 + 3 * 8192, "gpt2": 12288 + 4096 + 2 * 16384,
+                     "opt": 4 * 4096 + 2 * 8192}
+
+
+@pytest.mark.parametrize("arch", sorted(BLOCK_LINEAR_MACS))
+def test_mac_count_is_the_hand_count_for_every_tiny_family(arch):
+    model = tiny_causal_lm(arch, layers=2, hidden=64, vocab=128)
+    contexts = 6 + 7 + 8  # 3 new tokens after 5 cached
+    attention = 2 * 4 * 16 * contexts  # scores and weighted sums: heads x head_dim x contexts
+    per_block = 3 * BLOCK_LINEAR_MACS[arch] + attention
+    assert mac_count(model, 3, 5, 2) == 2 * per_block + 2 * 64 * 128  # 2 blocks, LM head for 2 positions

@@ -1,4 +1,5 @@
-"""Tiny random Llama-like models for mechanics tests (real-model checks use the session `smollm2`)."""
+"""Tiny random Llama-like models (llama, mistral, qwen2, gemma3_text) for mechanics tests (real-model checks
+use the session `smollm2`)."""
 from __future__ import annotations
 
 import pytest
@@ -27,12 +28,27 @@ def tiny_llama():
     return tiny_causal_lm()
 
 
-@pytest.fixture
-def tiny_loaded(smollm2):
-    """A tiny random Llama with the real smollm2 tokenizer (and its vocabulary size)."""
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """The real smollm2 tokenizer alone (no weights loaded)."""
+    from transformers import AutoTokenizer
+
+    from kenprune.models.loading import MODELS
+
+    return AutoTokenizer.from_pretrained(MODELS.get("smollm2-135m").folder())
+
+
+def tiny_loaded_model(model, tokenizer, name: str):
+    """A LoadedModel around a tiny random model built with the tokenizer's vocabulary size."""
     from kenprune.models.loading import LoadedModel
 
-    return LoadedModel(model=tiny_causal_lm(vocab=len(smollm2.tokenizer)), tokenizer=smollm2.tokenizer, name="tiny-llama", source="tiny", task="causal-lm")
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, source="tiny", task="causal-lm")
+
+
+@pytest.fixture
+def tiny_loaded(smollm2_tokenizer):
+    """A tiny random Llama with the real smollm2 tokenizer (and its vocabulary size)."""
+    return tiny_loaded_model(tiny_causal_lm(vocab=len(smollm2_tokenizer)), smollm2_tokenizer, "tiny-llama")
 
 
 @pytest.fixture

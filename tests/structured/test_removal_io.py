@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from kenprune.models.blocks import find_blocks
 from kenprune.models.loading import load_model
 from kenprune.structured.groups import block_groups
 from kenprune.structured.importance import unit_scores
@@ -14,6 +15,7 @@ from kenprune.structured.io import save_structured
 from kenprune.structured.plan import PrunePlan, plan_keep
 from kenprune.structured.prune import prune_structured
 from kenprune.structured.removal import WIDTHS_KEY, apply_widths, block_widths, count_parameters, remove_units
+from tests.structured.conftest import tiny_loaded_model
 
 
 def _masked(model, groups, keep):
@@ -31,16 +33,31 @@ def _masked(model, groups, keep):
     return masked
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
 @pytest.mark.parametrize("unit", ["query", "kv"])
-def test_removal_gives_the_logits_of_the_masked_dense_model(tiny_llama, ids, unit):
-    groups = block_groups(tiny_llama, unit)
+def test_removal_gives_the_logits_of_the_masked_dense_model(make_tiny, ids, unit, family):
+    model = make_tiny(family)
+    groups = block_groups(model, unit)
     keep = plan_keep(groups, unit_scores(groups, "l2"), PrunePlan(0.4, keep_first=1), n_blocks=4)
-    masked = _masked(tiny_llama, groups, keep)
-    params_before = count_parameters(tiny_llama)
+    masked = _masked(model, groups, keep)
+    params_before = count_parameters(model)
     remove_units(groups, keep)
-    apply_widths(tiny_llama, block_widths(tiny_llama))
-    torch.testing.assert_close(tiny_llama(ids).logits, masked(ids).logits, rtol=1e-5, atol=1e-5)
-    assert count_parameters(tiny_llama) < params_before
+    apply_widths(model, block_widths(model))
+    torch.testing.assert_close(model(ids).logits, masked(ids).logits, rtol=1e-5, atol=1e-5)
+    assert count_parameters(model) < params_before
+
+
+def test_gemma3_prunes_heads_but_not_its_head_norms_and_reloads(make_tiny, smollm2_tokenizer, ids, tmp_path):
+    import kenprune
+
+    loaded = tiny_loaded_model(make_tiny("gemma3_text", vocab=len(smollm2_tokenizer)), smollm2_tokenizer, "gemma3")
+    result = prune_structured(loaded, PrunePlan(0.5, keep_first=1, round_to=1), importance="l2", progress=False)
+    assert [(w.heads, w.kv_heads, w.intermediate) for w in result.widths_after] == [(6, 2, 96)] + [(2, 2, 48)] * 3
+    attention = find_blocks(loaded.model)[1][1].self_attn
+    assert attention.q_norm.weight.shape == attention.k_norm.weight.shape == (8,)  # over head_dim, untouched
+    save_structured(loaded, tmp_path / "g", {"method": "structured"})
+    reloaded = kenprune.load(str(tmp_path / "g"))
+    torch.testing.assert_close(reloaded.model(ids).logits, loaded.model(ids).logits, rtol=0, atol=0)
 
 
 def test_uniform_widths_reload_with_plain_from_pretrained(tiny_loaded, ids, tmp_path):

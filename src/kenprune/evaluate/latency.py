@@ -12,6 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models.blocks import block_linears, find_blocks, linear_weight
+from ..models.families import adapter_for
+
 
 def _random_ids(model: nn.Module, n: int, seed: int) -> torch.Tensor:
     vocab = model.config.vocab_size
@@ -64,22 +67,18 @@ def measure_latency(model: nn.Module, *, prefill_tokens: int = 512, decode_token
 
 def mac_count(model: nn.Module, new_tokens: int, past_tokens: int, logits_tokens: int) -> int:
     """Multiply-accumulates of one forward over `new_tokens` after `past_tokens` cached ones:
-    every linear layer in the blocks, attention scores and weighted sums, and the LM head for
-    `logits_tokens` positions."""
-    from ..structured.groups import adapter_for, find_blocks
-
+    every Linear (or Conv1D) in the blocks, attention scores and weighted sums (each block's own
+    head count, so pruned blocks count right), and the LM head for `logits_tokens` positions."""
     adapter = adapter_for(model)
     d = adapter.head_dim(model.config)
-    blocks = find_blocks(model, adapter)
     contexts = sum(past_tokens + i + 1 for i in range(new_tokens))  # causal: position i sees past + i + 1
     total = 0
-    for block in blocks:
-        total += new_tokens * sum(m.in_features * m.out_features for m in block.modules() if isinstance(m, nn.Linear))
-        heads = adapter.linear(block, adapter.attention, adapter.q).out_features // d
-        total += 2 * heads * d * contexts
+    for block in find_blocks(model)[1]:
+        total += new_tokens * sum(linear_weight(m).numel() for m in block_linears(block).values())
+        total += 2 * adapter.block_heads(block, model.config) * d * contexts
     head = model.get_output_embeddings()
     if head is not None:
-        total += logits_tokens * head.in_features * head.out_features
+        total += logits_tokens * linear_weight(head).numel()
     return total
 
 

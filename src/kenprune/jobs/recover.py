@@ -15,6 +15,7 @@ def run(model: str, settings: LoraSettings = LoraSettings(), *, evaluation: Eval
     """LoRA-tune `model` on settings.data, merge the adapters, save a plain folder; quality before and after."""
     from ..errors import KenpruneError
     from ..evaluate import evaluate
+    from ..models.families import adapter_for
     from ..models.loading import load_model
     from ..structured.io import save_structured
     from ..structured.recover import lora_recover
@@ -26,6 +27,7 @@ def run(model: str, settings: LoraSettings = LoraSettings(), *, evaluation: Eval
     timer = StageTimer()
     with timer.stage("load"):
         loaded = load_model(model)
+    adapter_for(loaded.model)  # a family without an adapter fails before the first evaluation
     source = loaded.identity()
     record = new_record("recover", source, "lora-recovery", given(model=model, lora=settings, evaluation=evaluation),
                         {"lora": settings.to_dict(), "evaluation": evaluation.to_dict()})

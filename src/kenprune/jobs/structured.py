@@ -8,8 +8,8 @@ from typing import Any
 
 from ..measure import StageTimer, path_bytes
 from ..record import FileEntry, Layer, RunRecord
-from ..settings import (DEFAULT_MODEL, STRUCTURED_CALIBRATION, STRUCTURED_EVALUATION, Calibration, Evaluation, Output, StructuredSettings,
-                        given)
+from ..settings import (DEFAULT_MODEL, STRUCTURED_CALIBRATION, STRUCTURED_EVALUATION, Calibration, Evaluation,
+                        Output, StructuredSettings, given)
 from .common import new_record, output_folder, write_record
 
 

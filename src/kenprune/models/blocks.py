@@ -12,13 +12,15 @@ from ..errors import KenpruneError
 
 
 def _signature(module: nn.Module) -> tuple:
+    """A module's structure: its type, parameter names and submodule types, not its widths (structured
+    pruning leaves blocks of one structure with different widths)."""
     return (type(module).__name__,
-            tuple((n, tuple(p.shape)) for n, p in module.named_parameters()),
+            tuple(n for n, _ in module.named_parameters()),
             tuple(type(m).__name__ for m in module.modules()))
 
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """(qualified name, ModuleList) of the repeated blocks: the largest ModuleList of identical modules."""
+    """(qualified name, ModuleList) of the repeated blocks: the largest ModuleList of modules of one structure."""
     best: tuple[int, str, nn.ModuleList] | None = None
     for name, module in model.named_modules():
         if not isinstance(module, nn.ModuleList) or len(module) == 0:

@@ -7,8 +7,10 @@ from typing import Any
 import torch
 
 from ..data.windows import calibration_windows
+from ..models.blocks import find_blocks
+from ..models.families import structured_adapter_for
 from ..models.loading import LoadedModel
-from .groups import adapter_for, block_groups, find_blocks
+from .groups import block_groups
 from .importance import IMPORTANCE, collect_gradients, unit_scores
 from .plan import PrunePlan, plan_keep
 from .removal import BlockWidths, apply_widths, block_widths, count_parameters, remove_units
@@ -47,9 +49,9 @@ def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = 
     Every check (family, ratio, head counts) runs before the first weight changes.
     """
     model = loaded.model
-    adapter = adapter_for(model)
+    adapter = structured_adapter_for(model)
     estimator = IMPORTANCE.get(importance)
-    n_blocks = len(find_blocks(model, adapter))
+    n_blocks = len(find_blocks(model)[1])
     plan.check(n_blocks)
     groups = block_groups(model, attention_unit, adapter)
     before = block_widths(model, adapter)

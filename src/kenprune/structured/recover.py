@@ -9,10 +9,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.corpora import join_text, load_documents, tokenize_stream
-from ..models.loading import LoadedModel
 from ..errors import KenpruneError
+from ..models.families import adapter_for
+from ..models.loading import LoadedModel
 from ..settings import LoraSettings
-from .groups import adapter_for
 
 
 def _training_windows(loaded: LoadedModel, data: str, settings: LoraSettings) -> torch.Tensor:
@@ -39,8 +39,8 @@ def lora_recover(loaded: LoadedModel, data: str = "lee", settings: LoraSettings 
     windows = _training_windows(loaded, data, settings)
     torch.manual_seed(settings.seed)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=[adapter.q, adapter.k, adapter.v, adapter.o, adapter.gate, adapter.up,
-                                        adapter.down], task_type="CAUSAL_LM")
+                        target_modules=list(adapter.lora_modules()), fan_in_fan_out=adapter.fan_in_fan_out,
+                        task_type="CAUSAL_LM")
     peft_model = get_peft_model(loaded.model, config)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]

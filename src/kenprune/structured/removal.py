@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .groups import FamilyAdapter, Group, adapter_for, find_blocks
+from ..models.blocks import find_blocks
+from ..models.families import FamilyAdapter, structured_adapter_for
+from .groups import Group
 
 WIDTHS_KEY = "kenprune_block_widths"  # config.json field: per-block widths when they differ by block
 
@@ -42,10 +44,10 @@ def remove_units(groups: list[Group], keep: list[torch.Tensor]) -> None:
 
 
 def block_widths(model: nn.Module, adapter: FamilyAdapter | None = None) -> list[BlockWidths]:
-    adapter = adapter or adapter_for(model)
+    adapter = adapter or structured_adapter_for(model)
     d = adapter.head_dim(model.config)
     widths = []
-    for block in find_blocks(model, adapter):
+    for block in find_blocks(model)[1]:
         q = adapter.linear(block, adapter.attention, adapter.q)
         k = adapter.linear(block, adapter.attention, adapter.k)
         gate = adapter.linear(block, adapter.mlp, adapter.gate)
@@ -59,10 +61,10 @@ def apply_widths(model: nn.Module, widths: list[BlockWidths], adapter: FamilyAda
     Uniform widths go into the plain config fields (reloads with from_pretrained); otherwise the
     config keeps the widest values and lists every block's widths under WIDTHS_KEY.
     """
-    adapter = adapter or adapter_for(model)
+    adapter = adapter or structured_adapter_for(model)
     config = model.config
     config.head_dim = adapter.head_dim(config)  # fixed from now on: head counts change, head size never
-    for block, w in zip(find_blocks(model, adapter), widths):
+    for block, w in zip(find_blocks(model)[1], widths):
         adapter.set_heads(block, w.heads, w.kv_heads)
     setattr(config, adapter.heads_key, max(w.heads for w in widths))
     setattr(config, adapter.kv_heads_key, max(w.kv_heads for w in widths))
@@ -76,9 +78,9 @@ def apply_widths(model: nn.Module, widths: list[BlockWidths], adapter: FamilyAda
 
 def resize_to_widths(model: nn.Module, widths: list[BlockWidths], adapter: FamilyAdapter | None = None) -> None:
     """Replace each block's projections with empty ones of the recorded widths (before loading weights)."""
-    adapter = adapter or adapter_for(model)
+    adapter = adapter or structured_adapter_for(model)
     d = adapter.head_dim(model.config)
-    for block, w in zip(find_blocks(model, adapter), widths):
+    for block, w in zip(find_blocks(model)[1], widths):
         shapes = {
             (adapter.attention, adapter.q): (None, w.heads * d), (adapter.attention, adapter.k): (None, w.kv_heads * d),
             (adapter.attention, adapter.v): (None, w.kv_heads * d), (adapter.attention, adapter.o): (w.heads * d, None),
@@ -95,5 +97,5 @@ def resize_to_widths(model: nn.Module, widths: list[BlockWidths], adapter: Famil
 
 def count_parameters(model: nn.Module, blocks_only: bool = False) -> int:
     if blocks_only:
-        return sum(p.numel() for p in find_blocks(model).parameters())
+        return sum(p.numel() for p in find_blocks(model)[1].parameters())
     return sum(p.numel() for p in model.parameters())
