@@ -1,14 +1,11 @@
 """Shared helpers for benchmark scripts: a printed table and a JSON file with provenance."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from kenprune import provenance  # noqa: E402
-from kenprune.fileio import write_json  # noqa: E402
+from kenprune import provenance
+from kenprune.fileio import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

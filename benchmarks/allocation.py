@@ -12,8 +12,6 @@ searched DSA <= OWL < uniform << global.
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import json
 import sys
 import tempfile
@@ -23,19 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from kenprune import provenance
-from kenprune.allocate import resolve_allocation
-from kenprune.jobs.search import search_allocation
 from kenprune.allocate.dsa import random_function
 from kenprune.allocate.executors import RayExecutor, SequentialExecutor
 from kenprune.allocate.fitness import PerplexityFitness, prepared
-from kenprune.allocate.layers import block_scores, block_sizes, blocks
+from kenprune.allocate.layers import block_scores, block_sizes
 from kenprune.allocate.model import model_layers
 from kenprune.allocate.search import AllocationSpace
 from kenprune.errors import KenpruneError
-from kenprune.evaluate import perplexity
 from kenprune.fileio import write_json
-from kenprune.evaluate.protocol import PerplexityProtocol
-from kenprune.engine.elementwise import prune_model
+from kenprune.jobs.prune import prune
+from kenprune.jobs.search import search_allocation
+from kenprune.settings import Calibration, Evaluation
 
 PUBLISHED_DSA = "abslog|var|atan,asin|noop"  # DSA's README function for LLaMA-1 7B (70 %, Wanda)
 BASELINES = ["uniform", "global", "er", "owl", f"dsa:{PUBLISHED_DSA}"]
@@ -79,25 +75,33 @@ def finished_searches(path: str, protocol: dict) -> dict:
     return dict(earlier.get("searches", {})) if earlier.get("search_protocol") == protocol else {}
 
 
-def final_check(loaded, fitness_setup, spec: str, target: float, args) -> dict:
-    """Prune a copy with the real sequential engine at the allocation's ratios; wiki:test perplexity."""
-    layers = model_layers(loaded.model, fitness_setup.scores(args.method))
+def calibration(args) -> Calibration:
+    """The calibration windows of both the search proxy and the final check."""
+    return Calibration(data="wiki:calib", samples=args.calib_samples, seqlen=args.calib_seqlen, seed=args.seed)
+
+
+def final_check(spec: str, target: float, args) -> dict:
+    """The prune job (sequential engine) with this allocation at the target; wiki:test perplexity."""
     start = time.perf_counter()
     try:
-        allocation = resolve_allocation(spec, layers, target)
+        record = prune(args.model, method=args.method, sparsity=target, allocation=spec,
+                       calibration=calibration(args),
+                       evaluation=Evaluation(data="wiki:test", seqlen=args.seqlen, windows=args.test_windows or None,
+                                             before=False), progress=False)
     except KenpruneError as exc:
         return {"spec": spec, "rejected": str(exc)}
-    model = copy.deepcopy(loaded.model)
-    report = prune_model(model, fitness_setup.inputs, method=args.method, sparsity=allocation.ratios, progress=False)
-    protocol = PerplexityProtocol("wiki:test", args.seqlen, args.test_windows or None)
-    result = perplexity(dataclasses.replace(loaded, model=model, _sha256=None), protocol, progress=False,
-                        identify=False)
-    block_ratios = [allocation.ratios[group[0].name] if len({allocation.ratios[g.name] for g in group}) == 1
-                    else float(np.average([allocation.ratios[g.name] for g in group], weights=[g.numel for g in group]))
-                    for group in blocks(layers)]
-    return {"spec": spec, "perplexity": result.perplexity, "windows": result.windows,
-            "achieved_sparsity": report["block_linears"]["sparsity"], "block_ratios": block_ratios,
-            "ratio_range": [min(allocation.ratios.values()), max(allocation.ratios.values())],
+    after = record.quality_of("after")
+    ratios = record.details["allocation"]["ratios"]
+    by_block: dict[int, list] = {}
+    for layer in record.layers:
+        if layer.name in ratios:
+            by_block.setdefault(layer.block, []).append(layer)
+    block_ratios = [ratios[group[0].name] if len({ratios[g.name] for g in group}) == 1
+                    else float(np.average([ratios[g.name] for g in group], weights=[g.parameters for g in group]))
+                    for _, group in sorted(by_block.items())]
+    return {"spec": spec, "perplexity": after.value, "windows": after.protocol.get("windows"),
+            "achieved_sparsity": record.details["block_linears"]["sparsity"], "block_ratios": block_ratios,
+            "ratio_range": [min(ratios.values()), max(ratios.values())],
             "seconds": time.perf_counter() - start}
 
 
@@ -156,18 +160,19 @@ def main() -> int:
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                res = search_allocation(args.model, args.method, target, budget=args.budget, workers=args.search_workers,
-                                        seed=args.seed, out=tmp, strategy=strategy, population=args.population,
-                                        children=args.children, calib_samples=args.calib_samples,
-                                        calib_seqlen=args.calib_seqlen, eval_windows=args.eval_windows,
-                                        eval_seqlen=args.eval_seqlen, progress=True)
-                res["wall_seconds"] = time.perf_counter() - start
+                found = search_allocation(args.model, calibration=calibration(args),
+                                          evaluation=Evaluation(data="wiki:valid", seqlen=args.eval_seqlen,
+                                                                windows=args.eval_windows),
+                                          out=tmp, method=args.method, sparsity=target, budget=args.budget,
+                                          workers=args.search_workers, strategy=strategy,
+                                          population=args.population, children=args.children, progress=True)
+                res = {**found.details, "wall_seconds": time.perf_counter() - start}
             searches[f"{strategy}@{target}"] = res
             write_json(args.out, record)  # partial results survive an interrupted run
         specs = BASELINES + [f"dsa:{searches[f'{s}@{target}']['function']}" for s in ("evolution", "random")]
         names = ["uniform", "global", "ER", "OWL", "DSA published", "DSA searched (evolution)", "DSA random search"]
         for name, spec in zip(names, specs):
-            row = {"allocation": name, "sparsity": target, **final_check(loaded, setup, spec, target, args)}
+            row = {"allocation": name, "sparsity": target, **final_check(spec, target, args)}
             rows.append(row)
             write_json(args.out, record)
             print(f"  {name:26s} {target:.2f} {row.get('perplexity', float('nan')):10.2f} {spec}", file=sys.stderr)

@@ -39,8 +39,8 @@ def main() -> None:
 
     from kenprune.models import loading as models
     from kenprune.data.corpora import join_text, load_documents, tokenize_stream
-    from kenprune.evaluate import make_windows, perplexity
-    from kenprune.evaluate.protocol import PerplexityProtocol
+    from kenprune.evaluate import evaluate, make_windows
+    from kenprune.settings import Evaluation
 
     rows = []
     if not args.skip_cold:
@@ -61,19 +61,19 @@ def main() -> None:
         warm.append(time.perf_counter() - start)
     rows.append({"measure": "load warm (verified cache)", "seconds": statistics.median(warm)})
 
-    protocol = PerplexityProtocol("wiki:test", args.seqlen, args.windows)
+    protocol = Evaluation(data="wiki:test", seqlen=args.seqlen, windows=args.windows)
     windows = make_windows(tokenize_stream(loaded.tokenizer, join_text(load_documents("wiki:test"))),
                            args.seqlen, None, args.windows)
     ours, plain = [], []
     for _ in range(args.repeats):  # interleave to share the machine's noise
-        result = perplexity(loaded, protocol, progress=False, identify=False)
+        result = evaluate(loaded, protocol, progress=False)
         ours.append(result.seconds)
         seconds, nll = plain_loop(loaded.model, windows)
         plain.append(seconds)
     tokens = windows.numel()
     plain_ppl = math.exp(nll / (windows.size(0) * (args.seqlen - 1)))
     rows.append({"measure": "kenprune eval", "seconds": statistics.median(ours),
-                 "tokens_per_s": tokens / statistics.median(ours), "perplexity": result.perplexity})
+                 "tokens_per_s": tokens / statistics.median(ours), "perplexity": result.value})
     rows.append({"measure": "plain loop", "seconds": statistics.median(plain),
                  "tokens_per_s": tokens / statistics.median(plain), "perplexity": plain_ppl})
     ratio = statistics.median(plain) / statistics.median(ours)

@@ -17,16 +17,19 @@ from pathlib import Path
 import torch
 
 from kenprune import provenance
-from kenprune.models.loading import LoadedModel
+from kenprune.evaluate import evaluate
 from kenprune.fileio import write_json
 from kenprune.jobs.finetune import finetune
-from kenprune.ken.api import evaluate_loaded, finetuned_bytes, ken_models, load_pair
+from kenprune.ken.pair import finetuned_bytes, ken_models, load_pair
+from kenprune.models.loading import LoadedModel
+from kenprune.settings import FINETUNE_EVALUATION, Evaluation
 from kenprune.ken.apply import unique_parameters
 from kenprune.ken.baselines import delta_scores, random_rows, topk_rows
 from kenprune.ken.subnetwork import write_subnetwork
 
 ROOT = Path(__file__).resolve().parents[1]
-# name: (model, data, heldout, finetune kwargs full, finetune steps quick, lower-is-better)
+# name: (model, data, heldout, finetune kwargs full, finetune steps quick, lower-is-better);
+# eval_windows: the fine-tune's own held-out evaluation windows (its Evaluation, not a FinetuneSettings field)
 SETUPS = {
     "minilm-l6/pang-lee": ("minilm-l6", "pang-lee", "pang-lee:test",
                            dict(steps=40, batch_size=16, seqlen=64, lr=1e-4), 40, False),
@@ -44,18 +47,21 @@ def finetuned_folder(name: str, quick: bool, seed: int) -> Path:
     folder = provenance.cache_root() / "ken-bench" / f"{name.replace('/', '-')}-s{kwargs['steps']}-seed{seed}"
     if not (folder / "kenprune.json").exists():
         print(f"fine-tuning {name} ({kwargs['steps']} steps) -> {folder}", flush=True)
-        finetune(model, data, out=folder, seed=seed, progress=False, **kwargs)
+        evaluation = FINETUNE_EVALUATION
+        if "eval_windows" in kwargs:
+            evaluation = evaluation.replace(windows=kwargs.pop("eval_windows"))
+        finetune(model, data, out=folder, seed=seed, evaluation=evaluation, progress=False, **kwargs)
     return folder
 
 
 def run_setup(name: str, ks: tuple[float, ...], quick: bool, seed: int, windows: int) -> list[dict]:
     _, _, heldout, _, _, lower_better = SETUPS[name]
     pre, ft = load_pair(None, str(finetuned_folder(name, quick, seed)))
-    seqlen = 256
+    protocol = Evaluation(data=heldout, seqlen=256, windows=windows)
 
     def quality(model: torch.nn.Module) -> float:
         loaded = LoadedModel(model, ft.tokenizer, ft.name, ft.source, ft.task, ft.bos)
-        return evaluate_loaded(loaded, heldout, windows, seqlen, False)["value"]
+        return evaluate(loaded, protocol, progress=False).value
 
     pre_params, _ = unique_parameters(pre.model)
     ft_params, _ = unique_parameters(ft.model)

@@ -16,16 +16,25 @@ from pathlib import Path
 
 import torch
 
+from kenprune import provenance
+from kenprune.fileio import write_json
+from kenprune.ken.apply import select_masks, unique_parameters
+from kenprune.ken.select import ken_rows_chunked, selection_threads
+from kenprune.models.loading import load_model
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "ken"))
 
-from reference import ken_row_official, ken_rows_reference  # noqa: E402
 
-from kenprune import provenance  # noqa: E402
-from kenprune.models.loading import load_model  # noqa: E402
-from kenprune.fileio import write_json  # noqa: E402
-from kenprune.ken.apply import select_masks, unique_parameters  # noqa: E402
-from kenprune.ken.select import ken_rows_chunked, selection_threads  # noqa: E402
+def _load_reference():
+    """tests/ken/reference.py loaded from its file (no sys.path edit): the row-by-row reference."""
+    spec = importlib.util.spec_from_file_location("ken_reference", ROOT / "tests" / "ken" / "reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_reference = _load_reference()
+ken_row_official, ken_rows_reference = _reference.ken_row_official, _reference.ken_rows_reference
 
 
 def row_case(name: str, rows: torch.Tensor, k: int, ref_rows: int) -> dict:

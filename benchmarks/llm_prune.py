@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 from kenprune import provenance
-from kenprune.models.loading import resolve_model
 from kenprune.fileio import write_json
+from kenprune.models.loading import resolve_model
+from kenprune.record import read as read_record
 
 SETTINGS = ("50%", "2:4", "70%", "4:8", "60%")
 METHODS = ("magnitude", "wanda", "sparsegpt")
@@ -86,7 +87,8 @@ def main() -> None:
     parser.add_argument("--calib", default="wiki:calib")
     parser.add_argument("--eval", default="wiki:test")
     parser.add_argument("--nsamples", type=int, default=128)
-    parser.add_argument("--seqlen", type=int, default=512, help="calibration and evaluation window length")
+    parser.add_argument("--seqlen", type=int, default=512, help="calibration window length")
+    parser.add_argument("--eval-seqlen", type=int, default=512, help="evaluation window length (the protocol's 512)")
     parser.add_argument("--eval-windows", type=int, default=32, help="first N windows of the eval split (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -104,25 +106,26 @@ def main() -> None:
     windows = ["--eval-windows", str(args.eval_windows)] if args.eval_windows else []
     common = ["--model", args.model, "--calib", args.calib, "--nsamples", str(args.nsamples), "--seqlen",
               str(args.seqlen), "--seed", str(args.seed), "--sparse-dtype", "float16", "--eval", args.eval,
-              "--no-eval-before", *(["--batch-size", str(args.batch_size)] if args.batch_size else []), *windows]
+              "--eval-seqlen", str(args.eval_seqlen), "--no-eval-before", *(["--batch-size", str(args.batch_size)] if args.batch_size else []), *windows]
     result = {"benchmark": "llm_prune", "model": args.model,
               "calibration": {"data": args.calib, "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed,
                               "batch_size": args.batch_size or "cli-default",
                               "activation_bytes": args.nsamples * args.seqlen * hidden * 4},
               "fp32_weight_bytes": weight_bytes,
               "rss_goal_bytes": 2 * weight_bytes + args.nsamples * args.seqlen * hidden * 4,
-              "evaluation": {"data": args.eval, "seqlen": args.seqlen, "windows": args.eval_windows or "all"},
+              "evaluation": {"data": args.eval, "seqlen": args.eval_seqlen, "windows": args.eval_windows or "all"},
               "quick": args.quick, "rows": [], "complete": False, **provenance.record()}
     start = time.perf_counter()
     runtime = runtime_rss()
     result["runtime_rss_bytes"] = runtime
     with tempfile.TemporaryDirectory() as tmp:
-        dense_json = Path(tmp) / "dense.json"
+        dense_out = Path(tmp) / "dense"
         eval_args = ["--max-windows", str(args.eval_windows)] if args.eval_windows else []
-        seconds, peak = run_rusage(["eval", "--model", args.model, "--data", args.eval, "--seqlen", str(args.seqlen),
-                                    *eval_args, "--out", str(dense_json)])
-        dense = json.loads(dense_json.read_text())
-        result["model_identity"] = dense.get("model")
+        seconds, peak = run_rusage(["eval", "--model", args.model, "--data", args.eval, "--seqlen",
+                                    str(args.eval_seqlen), *eval_args, "--out", str(dense_out)])
+        dense_record = read_record(dense_out)
+        dense = {"perplexity": dense_record.quality_of("after").value}
+        result["model_identity"] = dense_record.model
         result["rows"].append({"method": "dense", "setting": "-", "perplexity": dense["perplexity"],
                                "peak_rss_bytes": peak, "seconds": seconds})
         print(f"runtime before any model (python, torch, transformers classes): {runtime / 2**20:.0f} MiB")
@@ -138,18 +141,18 @@ def main() -> None:
             out = Path(tmp) / f"{method}-{setting.replace(':', '_').replace('%', '')}{'-emb' if extra else ''}"
             seconds, peak = run_rusage(["prune", *common, "--method", method, *setting_args(setting), *extra,
                                         "--out", str(out)])
-            report = json.loads((out / "report.json").read_text())
-            files = report["files"]
+            record = read_record(out)
+            files = record.details["sizes"]
             row = {"method": method, "setting": setting + (" +emb" if extra else ""), "flags": extra,
-                   "perplexity": report["after"]["perplexity"], "prune_seconds": report["seconds"]["prune"],
+                   "perplexity": record.quality_of("after").value, "prune_seconds": record.seconds()["prune"],
                    "command_seconds": seconds, "peak_rss_bytes": peak, "peak_above_runtime_bytes": peak - runtime,
-                   "peak_rss_bytes_after_stage": report.get("peak_rss_bytes_after_stage"),
-                   "block_linear_sparsity": report["block_linears"]["sparsity"],
-                   "overall_sparsity": report["overall"]["sparsity"],
+                   "peak_rss_bytes_after_stage": {s.name: s.peak_rss_bytes for s in record.stages},
+                   "block_linear_sparsity": record.details["block_linears"]["sparsity"],
+                   "overall_sparsity": record.details["overall"]["sparsity"],
                    "sparse_fp16_bytes": files["sparse_file_bytes"],
                    "dense_fp16_tensor_bytes": files["dense_tensor_bytes_same_dtype"],
                    "ratio": files["sparse_vs_dense_same_dtype"], "dense_folder_bytes": files["dense_folder_bytes"],
-                   "encodings": files["sparse_encoding"]["tensors_by_encoding"]}
+                   "encodings": record.details["sparse_encoding"]["tensors_by_encoding"]}
             result["rows"].append(row)
             result["seconds"] = time.perf_counter() - start
             write_json(args.out, result)

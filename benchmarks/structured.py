@@ -10,9 +10,7 @@ Goals: decode speed-up >= 0.8x ideal; Taylor beats L2 and random; LoRA lowers pe
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
-from dataclasses import asdict
 import time
 from pathlib import Path
 
@@ -47,30 +45,26 @@ def main() -> None:
         args.lora_steps, args.lora_batch, args.lora_seqlen = 8, 2, 128
         args.latency_rounds, args.decode_tokens = 3, 16
 
-    from kenprune.models.loading import load_model
-    from kenprune.evaluate import perplexity
+    from kenprune.evaluate import evaluate
     from kenprune.evaluate.latency import compare_latency, latency_row
+    from kenprune.jobs.recover import recover
+    from kenprune.jobs.structured import structured_prune
     from kenprune.measure import path_bytes
-    from kenprune.evaluate.protocol import PerplexityProtocol
-    from kenprune.structured.io import save_structured
-    from kenprune.structured.plan import PrunePlan
-    from kenprune.structured.prune import prune_structured
-    from kenprune.structured.recover import LoraSettings, lora_recover
+    from kenprune.models.loading import load_model
+    from kenprune.settings import Calibration, Evaluation, LoraSettings
     from kenprune.structured.removal import count_parameters
 
     start = time.perf_counter()
     dense = load_model(args.model)
-    protocol = PerplexityProtocol(args.eval, seqlen=args.eval_seqlen, max_windows=args.eval_windows)
-
-    def ppl(loaded) -> float:
-        return perplexity(loaded, protocol, progress=False, identify=False).perplexity
+    protocol = Evaluation(data=args.eval, seqlen=args.eval_seqlen, windows=args.eval_windows, before=False)
+    calibration = Calibration(data=args.calib, samples=args.nsamples, seqlen=args.calib_seqlen, seed=args.seed)
+    settings = LoraSettings(data=args.lora_data, steps=args.lora_steps, seqlen=args.lora_seqlen,
+                            batch_size=args.lora_batch, lr=args.lora_lr, seed=args.seed)
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f} s] {msg}", flush=True)
 
-    settings = LoraSettings(steps=args.lora_steps, seqlen=args.lora_seqlen, batch_size=args.lora_batch,
-                            lr=args.lora_lr, seed=args.seed)
-    dense_ppl = ppl(dense)
+    dense_ppl = evaluate(dense, protocol, role="before", label="dense", progress=False).value
     rows = [{"ratio": 0.0, "importance": "dense", "params_M": count_parameters(dense.model) / 1e6,
              "block_removed": 0.0, "file_MiB": path_bytes(Path(dense.source) / "model.safetensors") / 2**20,
              "ppl": dense_ppl, "ppl_lora": None}]
@@ -79,24 +73,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for ratio in args.ratios:
             for importance in args.importances:
-                loaded = copy.copy(dense)
-                loaded.model = copy.deepcopy(dense.model)
-                result = prune_structured(loaded, PrunePlan(ratio), importance=importance, calib=args.calib,
-                                          nsamples=args.nsamples, seqlen=args.calib_seqlen, seed=args.seed,
-                                          progress=False)
-                folder = save_structured(loaded, Path(tmp) / f"{importance}-{ratio}", {"method": "structured"})
-                row = {"ratio": ratio, "importance": importance, "params_M": result.parameters_after / 1e6,
-                       "block_removed": 1 - result.block_parameters_after / result.block_parameters_before,
-                       "file_MiB": path_bytes(folder / "model.safetensors") / 2**20, "ppl": ppl(loaded),
-                       "widths": f"{result.widths_after[0].heads}h/{result.widths_after[0].intermediate}"}
+                folder = Path(tmp) / f"{importance}-{ratio}"
+                # the job's own latency has a fixed decode length: the benchmark times --decode-tokens below
+                pruned = structured_prune(args.model, folder, calibration=calibration, evaluation=protocol,
+                                          progress=False, importance=importance, ratio=ratio, latency=False)
+                summary, width = pruned.details, pruned.details["widths_after"][0]
+                row = {"ratio": ratio, "importance": importance, "params_M": summary["parameters_after"] / 1e6,
+                       "block_removed": summary["block_parameters_removed"],
+                       "file_MiB": path_bytes(folder / "model.safetensors") / 2**20,
+                       "ppl": pruned.quality_of("after").value,
+                       "widths": f"{width['heads']}h/{width['intermediate']}"}
                 log(f"ratio {ratio} {importance}: ppl {row['ppl']:.3f}")
                 if importance == args.importances[0]:  # widths are the same for every importance
-                    d, p, s = compare_latency(dense.model, loaded.model, rounds=args.latency_rounds,
+                    d, p, s = compare_latency(dense.model, load_model(str(folder)).model, rounds=args.latency_rounds,
                                               decode_tokens=args.decode_tokens)
                     latency.append({"ratio": ratio, "widths": row["widths"], **latency_row(d, p, s)})
                     log(f"ratio {ratio} latency: decode {s['decode_measured']:.2f}x (ideal {s['decode_ideal']:.2f}x)")
-                training = lora_recover(loaded, args.lora_data, settings, progress=False)
-                row.update(ppl_lora=ppl(loaded), lora_loss_first=training["loss_first_tenth"],
+                recovered = recover(str(folder), Path(tmp) / f"{folder.name}-lora", evaluation=protocol,
+                                    progress=False, **settings.to_dict())
+                training = recovered.details["training"]
+                row.update(ppl_lora=recovered.quality_of("after").value, lora_loss_first=training["loss_first_tenth"],
                            lora_loss_last=training["loss_last_tenth"])
                 log(f"ratio {ratio} {importance}: ppl after LoRA {row['ppl_lora']:.3f}")
                 rows.append(row)
@@ -117,7 +113,7 @@ def main() -> None:
     print(f"\ngoals: {goals}")
     config = {"model": args.model, "eval": args.eval, "eval_seqlen": args.eval_seqlen,
               "eval_windows": args.eval_windows, "calib": args.calib, "nsamples": args.nsamples,
-              "calib_seqlen": args.calib_seqlen, "lora": {"data": args.lora_data, **asdict(settings)},
+              "calib_seqlen": args.calib_seqlen, "lora": settings.to_dict(),
               "latency_rounds": args.latency_rounds, "prefill_tokens": 512, "decode_tokens": args.decode_tokens,
               "seed": args.seed, "quick": args.quick, "keep_first": 0, "keep_last": 0, "round_to": 8}
     save("structured", config, rows, latency=latency, goals=goals, seconds=time.perf_counter() - start)
