@@ -39,6 +39,24 @@ def _data_ref(data: str, name: str, default_split: str | None = None) -> None:
         raise KenpruneError(f"{name}: {exc}") from None
 
 
+def check_device(device: str | None) -> None:
+    """A CUDA device that this machine or this torch build lacks is refused before any work."""
+    if not device or device in ("cpu", "auto"):
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise KenpruneError(f"unknown --device {device!r}; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise KenpruneError(f"--device {device}: {build}; use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise KenpruneError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+
+
 class Settings:
     """Shared behaviour: a plain dict for the record, and `check()` (one-line errors)."""
 
@@ -105,10 +123,11 @@ class Evaluation(Settings):
 
 @dataclass(frozen=True)
 class Output(Settings):
-    """Where a run writes: the folder (None: nothing written) and whether an existing one may be replaced."""
+    """Where a run writes: the folder (None: nothing written) and whether an existing run folder may be
+    replaced (only after the new one is complete, and only a folder kenprune wrote)."""
 
     folder: Path | None = None
-    overwrite: bool = True
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.folder is not None and not isinstance(self.folder, Path):
@@ -140,6 +159,7 @@ class PruneSettings(Settings):
                                 f"or pass --sparsity {pattern.sparsity:g}")
         if sparsity is not None and not isinstance(sparsity, Mapping):
             check_sparsity(sparsity)
+        check_device(self.device)
         if self.sparse_dtype not in SPARSE_DTYPES:
             raise KenpruneError(f"unknown --sparse-dtype {self.sparse_dtype!r}; choose one of: "
                                 f"{', '.join(SPARSE_DTYPES)}")

@@ -16,10 +16,10 @@ def run_cli(capsys, *argv):
 
 @pytest.mark.parametrize("argv, message", [
     (["eval", "--model", "no-such-model"], "unknown model 'no-such-model'"),
-    (["eval", "--model", "./missing/folder"], "model path does not exist"),
+    (["eval", "--model", "./missing/folder"], "no such model folder: ./missing/folder"),
     (["eval", "--data", "wiki:nosplit"], "unknown split 'nosplit'"),
     (["eval", "--data", "nocorpus:test"], "unknown corpus 'nocorpus'"),
-    (["eval", "--data", "text:/no/such/file.txt"], "text path does not exist"),
+    (["eval", "--data", "text:/no/such/file.txt"], "no such text file or folder: /no/such/file.txt"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)

@@ -31,6 +31,7 @@ def test_prune_workflow_records_the_allocation(monkeypatch):
 
     tiny = models.LoadedModel(tiny_causal_lm("llama", layers=4, hidden=32), None, "tiny", "test", models.CAUSAL_LM)
     monkeypatch.setattr(models, "load_model", lambda name: tiny)
+    monkeypatch.setattr(models, "load_tokenizer", lambda name: None)
     monkeypatch.setattr(windows, "windows_for", lambda *a, **k: random_windows(4, 32))
     record = prune("tiny", method="wanda", sparsity=0.6, allocation="dsa:noop|mean|noop|noop",
                    calibration=Calibration(samples=4, seqlen=32), progress=False)

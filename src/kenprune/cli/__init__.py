@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 # One module per command in kenprune.cli; adding a command means adding one line here.
 COMMAND_MODULES = (
@@ -37,6 +40,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(BaseException):
+    """A termination signal (SIGTERM from a scheduler, `timeout` or a container stop; SIGHUP from a closed
+    terminal), raised where Python runs next so every `finally` removes its temporaries, as Ctrl-C does."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM and SIGHUP behave like Ctrl-C while a command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,16 +77,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from ..errors import KenpruneError
 
+    resume = " (a search resumes from its checkpoint)" if args.command == "search" else ""
     try:
-        return int(args.func(args) or 0)
+        with _stop_on_signals():
+            return int(args.func(args) or 0)
     except KenpruneError as exc:
         if args.verbose:
             raise
         print(f"kenprune: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a read-only or vanished folder: the atomic writes left nothing behind
+        if args.verbose:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"kenprune: error: {exc.strerror or exc}{where}; nothing half-written was kept", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("kenprune: interrupted; nothing half-written was kept", file=sys.stderr)
+        print(f"kenprune: interrupted; nothing half-written was kept{resume}", file=sys.stderr)
         return 130
+    except Stopped as stop:
+        name = signal.Signals(stop.signum).name
+        print(f"kenprune: stopped by {name}; nothing half-written was kept{resume}", file=sys.stderr)
+        return 128 + stop.signum
 
 
 if __name__ == "__main__":

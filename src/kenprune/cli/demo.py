@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     protocol = Evaluation(data="wiki:test", seqlen=512, windows=args.windows)
     print("== 1. dense smollm2-135m on wiki:test (pinned protocol) ==")
-    dense = evaluate("smollm2-135m", protocol, output=Output(out / "eval-dense")).quality[0]
+    dense = evaluate("smollm2-135m", protocol, output=Output(out / "eval-dense", overwrite=True)).quality[0]
     proto = dense.protocol
     print(f"perplexity {dense.value:.3f} over {proto['predicted_tokens']} predicted tokens "
           f"({proto['windows']} x {proto['seqlen']}), {proto['windows'] * proto['seqlen'] / dense.seconds:.0f} tokens/s")
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     pruned_dir = out / "prune-wanda-50"
     record = prune("smollm2-135m", PruneSettings(method="wanda", sparsity=0.5),
                    calibration=Calibration(samples=args.nsamples, seqlen=512), evaluation=protocol,
-                   output=Output(pruned_dir))
+                   output=Output(pruned_dir, overwrite=True))
     sizes = record.details["sizes"]
     print(f"perplexity {record.quality_of('before').value:.3f} -> {record.quality_of('after').value:.3f}; "
           f"block Linears {record.details['sparsity']:.1%} zero; pruning took {record.seconds()['prune']:.0f} s")
@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n== 3. KEN on minilm-l6 fine-tuned on pang-lee ({args.finetune_steps} steps) ==")
     finetuned_dir = out / "minilm-pang-lee"
     tuned = finetune("minilm-l6", "pang-lee", out=finetuned_dir, steps=args.finetune_steps, batch_size=16,
-                     seqlen=64, lr=1e-4, seed=0)
+                     seqlen=64, lr=1e-4, seed=0, overwrite=True)
     ken_dir = out / "ken-25"
     kept = ken(str(finetuned_dir), KenSettings(k="0.25"), evaluation=Evaluation(data="pang-lee:test"),
-               output=Output(ken_dir))
+               output=Output(ken_dir, overwrite=True))
     sizes = kept.details["sizes"]
     print(f"accuracy on pang-lee:test: pre-trained {tuned.quality_of('before').value:.3f}, "
           f"fine-tuned {tuned.quality_of('after').value:.3f}, KEN k=25% {kept.quality_of('after').value:.3f}")

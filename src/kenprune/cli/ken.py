@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..settings import KEN_EVALUATION, KEN_TENSORS, KEN_VALUE_DTYPES, KenSettings
-from .options import add_evaluation, evaluation_from, output_from
+from .options import add_evaluation, add_output, evaluation_from, output_from
 from .report import write_report_quietly
 
 
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--finetuned", default=None, help="fine-tuned model folder (or its run folder)")
     p.add_argument("--k", default=d.k, help=f"kept values per row: a count (300), fraction (0.25) or 25%% "
                                             f"(default {d.k})")
-    p.add_argument("--out", default=None, help="output folder: subnetwork.safetensors, run.json [, model/]")
+    add_output(p, what="subnetwork.safetensors, run.json [, model/]")
     p.add_argument("--kernel", default=d.kernel, help=f"gaussian (default), epanechnikov, tophat, exponential, "
                                                       f"linear, cosine")
     p.add_argument("--tensors", default=d.tensors, choices=KEN_TENSORS,
@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--base", required=True, help="the base model the subnetwork was made from")
     a.add_argument("--subnetwork", required=True, help="subnetwork.safetensors written by kenprune ken")
     a.add_argument("--out", required=True, dest="apply_out", help="output model folder")
+    a.add_argument("--overwrite", action="store_true", dest="apply_overwrite",
+                   help="replace an existing output folder that kenprune wrote (after the new one is complete)")
     a.set_defaults(func=run_apply)
 
 
@@ -74,7 +76,7 @@ def summary(record) -> str:
 def run_apply(args: argparse.Namespace) -> int:
     from ..jobs.ken import apply
 
-    record = apply(args.base, args.subnetwork, args.apply_out)
+    record = apply(args.base, args.subnetwork, args.apply_out, overwrite=args.apply_overwrite)
     print(f"rebuilt the optimized model (weights sha256 {record.details['optimized_sha256'][:12]}, matches the file) "
           f"in {sum(record.seconds().values()):.1f} s")
     print(f"wrote {args.apply_out}")

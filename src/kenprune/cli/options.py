@@ -58,7 +58,10 @@ def add_output(parser: argparse.ArgumentParser, required: bool = False, what: st
                default: str | None = None) -> None:
     parser.add_argument("--out", required=required, default=default,
                         help=f"output folder: {what}" + (f" (default {default})" if default else ""))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output folder that kenprune wrote (only after the new one is "
+                             "complete); without it an existing non-empty folder is refused")
 
 
 def output_from(args: argparse.Namespace) -> Output:
-    return Output(Path(args.out) if args.out else None)
+    return Output(Path(args.out) if args.out else None, getattr(args, "overwrite", False))

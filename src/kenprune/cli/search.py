@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=c.seed, help=f"search and calibration seed (default {c.seed})")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"folder for checkpoint.json, best.json, run.json "
                                                       f"(default {DEFAULT_OUT})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an existing search folder (default: resume from its checkpoint)")
     p.add_argument("--strategy", default=d.strategy, choices=SEARCH_STRATEGIES,
                    help=f"evolution, or the random-search baseline (default {d.strategy})")
     p.add_argument("--lambda", dest="lam", type=float, default=d.lam, help=f"ratio spread (default {d.lam})")

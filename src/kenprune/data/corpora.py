@@ -10,6 +10,7 @@ import bz2
 import copyreg
 import functools
 import hashlib
+import importlib.util
 import io
 import pickle
 import re
@@ -255,9 +256,13 @@ def parse_data_ref(ref: str, default_split: str = "test") -> DataRef:
     if ref.startswith("text:"):
         path = ref[len("text:"):]
         if not Path(path).expanduser().exists():
-            raise KenpruneError(f"text path does not exist: {path}")
+            from ..models.loading import missing_path_message
+
+            raise KenpruneError(missing_path_message(path, "text file or folder"))
         return DataRef("text", "all", path=str(Path(path).expanduser()))
     if ref.startswith("hf:"):
+        if importlib.util.find_spec("datasets") is None:
+            raise KenpruneError("hf: data needs the `datasets` package (pip install datasets) and internet")
         body, _, split = ref[len("hf:"):].partition("@")
         name, _, config = body.partition(":")
         return DataRef("hf", split or default_split, path=name, config=config or None)

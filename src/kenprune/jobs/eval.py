@@ -6,7 +6,7 @@ from pathlib import Path
 from ..measure import StageTimer
 from ..record import RunRecord
 from ..settings import DEFAULT_MODEL, Evaluation, Output, given
-from .common import new_record, output_folder, write_record
+from .common import check_output, new_record, output_folder, write_record
 
 # what `kenprune eval` measures when no data is named
 DEFAULT_EVALUATION = Evaluation(data="wiki:test")
@@ -19,6 +19,7 @@ def run(model: str = DEFAULT_MODEL, evaluation: Evaluation = DEFAULT_EVALUATION,
     from ..models.loading import load_model
 
     evaluation.check()
+    check_output(output, [model])
     timer = StageTimer()
     with timer.stage("load"):
         loaded = load_model(model)
@@ -35,6 +36,6 @@ def run(model: str = DEFAULT_MODEL, evaluation: Evaluation = DEFAULT_EVALUATION,
 
 
 def evaluate_model(model: str = DEFAULT_MODEL, data: str = "wiki:test", *, out: str | Path | None = None,
-                   progress: bool = True, **protocol) -> RunRecord:
+                   overwrite: bool = False, progress: bool = True, **protocol) -> RunRecord:
     """`run` with the evaluation given as keywords (seqlen, windows, bos, batch_size)."""
-    return run(model, Evaluation(data=data, **protocol), output=Output(out), progress=progress)
+    return run(model, Evaluation(data=data, **protocol), output=Output(out, overwrite), progress=progress)

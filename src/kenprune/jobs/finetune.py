@@ -22,7 +22,7 @@ from ..fileio import write_json
 from ..measure import StageTimer, path_bytes
 from ..record import FileEntry, RunRecord
 from ..settings import DEFAULT_ENCODER, FINETUNE_EVALUATION, Evaluation, FinetuneSettings, Output, given
-from .common import new_record, output_folder, write_record
+from .common import check_output, new_record, output_folder, write_record
 
 if TYPE_CHECKING:
     from ..models.loading import LoadedModel
@@ -67,6 +67,7 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: FinetuneSettings
     if output.folder is None:
         raise KenpruneError("kenprune finetune needs --out DIR: the folder for the fine-tuned model")
     settings.check()
+    check_output(output, [model if isinstance(model, str) else None])
     data = settings.data
     corpus = data.split(":", 1)[0]
     train_ref = parse_data_ref(data if ":" in data else f"{data}:calib")
@@ -151,7 +152,8 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: FinetuneSettings
 
 
 def finetune(model: "str | LoadedModel" = DEFAULT_ENCODER, data: str = FinetuneSettings.data, *, out: str | Path,
-             evaluation: Evaluation = FINETUNE_EVALUATION, progress: bool = True, **options: Any) -> RunRecord:
+             evaluation: Evaluation = FINETUNE_EVALUATION, overwrite: bool = False, progress: bool = True,
+             **options: Any) -> RunRecord:
     """`run` with FinetuneSettings given as keywords (steps, epochs, lr, batch_size, seqlen, seed)."""
-    return run(model, FinetuneSettings(data=data, **options), evaluation=evaluation, output=Output(out),
+    return run(model, FinetuneSettings(data=data, **options), evaluation=evaluation, output=Output(out, overwrite),
                progress=progress)

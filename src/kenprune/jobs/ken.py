@@ -15,7 +15,7 @@ from ..errors import KenpruneError
 from ..measure import StageTimer, path_bytes
 from ..record import FileEntry, Layer, RunRecord
 from ..settings import KEN_EVALUATION, Evaluation, KenSettings, Output, given
-from .common import new_record, output_folder, write_record
+from .common import check_output, new_record, output_folder, write_record
 
 log = logging.getLogger(__name__)
 SUBNETWORK_FILE = "subnetwork.safetensors"
@@ -36,6 +36,7 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
         raise KenpruneError("give the fine-tuned model: --finetuned FOLDER")
     settings.check()
     evaluation.check()
+    check_output(output, [finetuned, pretrained])
     spec = KSpec.parse(settings.k)
     timer = StageTimer()
     with timer.stage("load"):
@@ -94,22 +95,24 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
     return record
 
 
-def apply(base: str, subnetwork: str | Path, out: str | Path, *, progress: bool = True) -> RunRecord:
-    """`kenprune ken apply`: rebuild the optimized model from its base and a subnetwork file, bit-identically."""
-    from ..ken.pair import rebuild
+def apply(base: str, subnetwork: str | Path, out: str | Path, *, overwrite: bool = False,
+          progress: bool = True) -> RunRecord:
+    """`kenprune ken apply`: rebuild the optimized model from its base and a subnetwork file, bit-identically.
+
+    The base must be the model the subnetwork was made from: same weights, and (for files that record
+    them) the same config, tokenizer and label names."""
+    from ..ken.pair import check_base, rebuild
     from ..ken.subnetwork import read_subnetwork
     from ..models.loading import load_model, save_model
 
+    output = Output(Path(out), overwrite)
+    check_output(output, [base, subnetwork])
     timer = StageTimer()
     with timer.stage("load"):
         sub = read_subnetwork(subnetwork)
         recorded = sub.meta["base"]
         loaded = load_model(base, task=recorded.get("task"))
-    sha = loaded.weights_sha256()
-    if sha != recorded["weights_sha256"]:
-        raise KenpruneError(
-            f"base model {base} (weights sha256 {provenance.short(sha)}) is not the model this subnetwork was "
-            f"made from: {recorded['name']} (weights sha256 {provenance.short(recorded['weights_sha256'])})")
+    check_base(loaded, recorded, base)
     with timer.stage("rebuild"):
         rebuild(loaded.model, sub)
         loaded._sha256 = None
@@ -121,16 +124,16 @@ def apply(base: str, subnetwork: str | Path, out: str | Path, *, progress: bool 
                         {"base": loaded.source, "subnetwork": str(Path(subnetwork).resolve())})
     record.details.update({"subnetwork": str(subnetwork), "base": recorded, "optimized_sha256": rebuilt,
                            "bit_identical": True})
-    with timer.stage("save"):
-        save_model(loaded, out, {"ken": {"subnetwork": str(subnetwork), "base": recorded,
-                                         "optimized_sha256": rebuilt}})
-    record.files = [FileEntry(".", "hf-folder", path_bytes(out), "model")]
-    write_record(record, Path(out), timer)
+    with output_folder(output) as tmp:
+        with timer.stage("save"):
+            save_model(loaded, tmp, {"ken": {"subnetwork": str(subnetwork), "base": recorded,
+                                             "optimized_sha256": rebuilt}})
+        record.files = [FileEntry(".", "hf-folder", path_bytes(tmp), "model")]
+        write_record(record, tmp, timer)
     return record
 
-
 def ken(finetuned: str, *, pretrained: str | None = None, evaluation: Evaluation = KEN_EVALUATION,
-        out: str | Path | None = None, progress: bool = True, **options) -> RunRecord:
+        out: str | Path | None = None, overwrite: bool = False, progress: bool = True, **options) -> RunRecord:
     """`run` with KenSettings given as keywords, e.g. `ken("ft/", k="25%", out="ken/")`."""
-    return run(finetuned, KenSettings(**options), pretrained=pretrained, evaluation=evaluation, output=Output(out),
+    return run(finetuned, KenSettings(**options), pretrained=pretrained, evaluation=evaluation, output=Output(out, overwrite),
                progress=progress)

@@ -13,7 +13,7 @@ import torch
 from ..measure import StageTimer, path_bytes
 from ..record import FileEntry, Layer, RunRecord
 from ..settings import DEFAULT_MODEL, Calibration, Evaluation, Output, PruneSettings, given
-from .common import new_record, output_folder, write_record
+from .common import check_output, new_record, output_folder, write_record
 
 SPARSE_FILE = "model.sparse.safetensors"
 MODEL_DIR = "model"
@@ -63,22 +63,23 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     from ..evaluate import evaluate
     from ..formats import save_sparse
     from ..methods import METHODS, Pattern
-    from ..models.loading import load_model, save_model
+    from ..models.loading import load_model, load_tokenizer, save_model
 
     settings.check()
     evaluation.check()
     spec = METHODS.get(settings.method)
     if spec.statistic != "none":
         calibration.check()
+    check_output(output, [model, settings.allocation])
     parsed = Pattern.parse(settings.pattern)
     sparsity = settings.resolved_sparsity()
     timer = StageTimer()
+    windows = None
+    if spec.statistic != "none":  # before the weights load: a too-large request fails in seconds, and the
+        with timer.stage("calibration_data"):  # tokenizer's transient buffers and the weights never peak together
+            windows = windows_for(load_tokenizer(model), calibration)
     with timer.stage("load"):
         loaded = load_model(model)
-    windows = None
-    if spec.statistic != "none":  # tokenized before the weights are first read (hashed below): the
-        with timer.stage("calibration_data"):  # tokenizer's transient buffers and the weights never peak together
-            windows = windows_for(loaded.tokenizer, calibration)
     with timer.stage("identify"):
         identity = loaded.identity()
     resolved = {"prune": {**settings.to_dict(), "sparsity": sparsity if not isinstance(sparsity, Mapping) else
@@ -136,8 +137,8 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
 
 
 def prune(model: str = DEFAULT_MODEL, *, calibration: Calibration = Calibration(),
-          evaluation: Evaluation = Evaluation(), out: str | Path | None = None, progress: bool = True,
-          **options: Any) -> RunRecord:
+          evaluation: Evaluation = Evaluation(), out: str | Path | None = None, overwrite: bool = False,
+          progress: bool = True, **options: Any) -> RunRecord:
     """`run` with PruneSettings given as keywords, e.g. `prune("smollm2-135m", method="sparsegpt", pattern="2:4")`."""
     return run(model, PruneSettings(**options), calibration=calibration, evaluation=evaluation,
-               output=Output(out), progress=progress)
+               output=Output(out, overwrite), progress=progress)

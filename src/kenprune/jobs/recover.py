@@ -7,7 +7,7 @@ from typing import Any
 from ..measure import StageTimer, path_bytes
 from ..record import FileEntry, RunRecord
 from ..settings import RECOVER_EVALUATION, Evaluation, LoraSettings, Output, given
-from .common import new_record, output_folder, write_record
+from .common import check_output, new_record, output_folder, write_record
 
 
 def run(model: str, settings: LoraSettings = LoraSettings(), *, evaluation: Evaluation = RECOVER_EVALUATION,
@@ -24,6 +24,7 @@ def run(model: str, settings: LoraSettings = LoraSettings(), *, evaluation: Eval
         raise KenpruneError("--out is required: the folder for the recovered model")
     settings.check()
     evaluation.check()
+    check_output(output, [model])
     timer = StageTimer()
     with timer.stage("load"):
         loaded = load_model(model)
@@ -48,7 +49,7 @@ def run(model: str, settings: LoraSettings = LoraSettings(), *, evaluation: Eval
     return record
 
 
-def recover(model: str, out: str | Path, *, evaluation: Evaluation = RECOVER_EVALUATION, progress: bool = True,
-            **options: Any) -> RunRecord:
+def recover(model: str, out: str | Path, *, evaluation: Evaluation = RECOVER_EVALUATION, overwrite: bool = False,
+            progress: bool = True, **options: Any) -> RunRecord:
     """`run` with LoraSettings given as keywords (data, steps, seqlen, lr, rank, ...)."""
-    return run(model, LoraSettings(**options), evaluation=evaluation, output=Output(out), progress=progress)
+    return run(model, LoraSettings(**options), evaluation=evaluation, output=Output(out, overwrite), progress=progress)

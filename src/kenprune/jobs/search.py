@@ -14,7 +14,7 @@ from ..measure import StageTimer
 from ..record import FileEntry, Layer, Quality, RunRecord, write
 from ..settings import (DEFAULT_MODEL, SEARCH_CALIBRATION, SEARCH_EVALUATION, Calibration, Evaluation, Output,
                         SearchSettings, given)
-from .common import finish, new_record
+from .common import check_output, finish, new_record
 
 CHECKPOINT, BEST = "checkpoint.json", "best.json"
 DEFAULT_OUT = "search-out"
@@ -48,6 +48,10 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
                                 seed=calibration.seed)
     workers = default_workers() if settings.workers is None else settings.workers
     out = Path(output.folder or DEFAULT_OUT)
+    check_output(Output(out, output.overwrite), [model], resumable=CHECKPOINT)
+    if output.overwrite:  # start afresh: the folder is a search kenprune wrote (checked above)
+        for name in (CHECKPOINT, BEST, "run.json"):
+            (out / name).unlink(missing_ok=True)
     check_checkpoint(out / CHECKPOINT)
     timer = StageTimer()
     executor = make_executor(fitness, workers, settings.ray_address)  # first: a bad Ray address fails at once
@@ -99,8 +103,8 @@ def _printer(budget: int):
 
 
 def search_allocation(model: str = DEFAULT_MODEL, *, calibration: Calibration = SEARCH_CALIBRATION,
-                      evaluation: Evaluation = SEARCH_EVALUATION, out: str | Path = DEFAULT_OUT, progress: bool = True,
-                      **options: Any) -> RunRecord:
+                      evaluation: Evaluation = SEARCH_EVALUATION, out: str | Path = DEFAULT_OUT,
+                      overwrite: bool = False, progress: bool = True, **options: Any) -> RunRecord:
     """`run` with SearchSettings given as keywords (method, sparsity, budget, strategy, workers, ...)."""
     return run(model, SearchSettings(**options), calibration=calibration, evaluation=evaluation,
-               output=Output(Path(out)), progress=progress)
+               output=Output(Path(out), overwrite), progress=progress)

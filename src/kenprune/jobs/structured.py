@@ -10,7 +10,7 @@ from ..measure import StageTimer, path_bytes
 from ..record import FileEntry, Layer, RunRecord
 from ..settings import (DEFAULT_MODEL, STRUCTURED_CALIBRATION, STRUCTURED_EVALUATION, Calibration, Evaluation,
                         Output, StructuredSettings, given)
-from .common import new_record, output_folder, write_record
+from .common import check_output, new_record, output_folder, write_record
 
 
 def _block_table(result: Any) -> list[Layer]:
@@ -30,7 +30,9 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
     from ..errors import KenpruneError
     from ..evaluate import evaluate
     from ..evaluate.latency import compare_latency
-    from ..models.loading import LoadedModel, load_model
+    from ..data.windows import windows_for
+    from ..models.loading import LoadedModel, load_model, load_tokenizer
+    from ..structured.importance import IMPORTANCE
     from ..structured.io import save_structured
     from ..structured.plan import PrunePlan
     from ..structured.prune import prune_structured
@@ -40,9 +42,13 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
     settings.check()
     calibration.check()
     evaluation.check()
+    check_output(output, [model])
     plan = PrunePlan(settings.ratio, settings.keep_first, settings.keep_last, settings.round_to,
                      settings.global_ranking)
     timer = StageTimer()
+    if IMPORTANCE.get(settings.importance).gradients and settings.ratio > 0:
+        with timer.stage("check_calibration"):  # a too-large request fails in seconds, before the weights load
+            windows_for(load_tokenizer(model), calibration)
     with timer.stage("load"):
         loaded = load_model(model)
     identity = loaded.identity()
@@ -84,7 +90,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
 
 def structured_prune(model: str = DEFAULT_MODEL, out: str | Path | None = None, *,
                      calibration: Calibration = STRUCTURED_CALIBRATION, evaluation: Evaluation = STRUCTURED_EVALUATION,
-                     progress: bool = True, **options: Any) -> RunRecord:
+                     overwrite: bool = False, progress: bool = True, **options: Any) -> RunRecord:
     """`run` with StructuredSettings given as keywords (importance, ratio, keep_first, ...)."""
     return run(model, StructuredSettings(**options), calibration=calibration, evaluation=evaluation,
-               output=Output(out), progress=progress)
+               output=Output(out, overwrite), progress=progress)

