@@ -67,6 +67,21 @@ def _stop_on_signals():
             signal.signal(s, handler)
 
 
+def _close_progress_bars() -> None:
+    """Clear any progress bar a failure left open, so the one-line message starts its own line."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def _fail(message: str) -> None:
+    _close_progress_bars()
+    print(message, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -84,20 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     except KenpruneError as exc:
         if args.verbose:
             raise
-        print(f"kenprune: error: {exc}", file=sys.stderr)
+        _fail(f"kenprune: error: {exc}")
         return 2
     except OSError as exc:  # a full disk, a read-only or vanished folder: the atomic writes left nothing behind
         if args.verbose:
             raise
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"kenprune: error: {exc.strerror or exc}{where}; nothing half-written was kept", file=sys.stderr)
+        _fail(f"kenprune: error: {exc.strerror or exc}{where}; nothing half-written was kept")
         return 2
     except KeyboardInterrupt:
-        print(f"kenprune: interrupted; nothing half-written was kept{resume}", file=sys.stderr)
+        _fail(f"kenprune: interrupted; nothing half-written was kept{resume}")
         return 130
     except Stopped as stop:
         name = signal.Signals(stop.signum).name
-        print(f"kenprune: stopped by {name}; nothing half-written was kept{resume}", file=sys.stderr)
+        _fail(f"kenprune: stopped by {name}; nothing half-written was kept{resume}")
         return 128 + stop.signum
 
 
