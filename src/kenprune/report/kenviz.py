@@ -7,10 +7,11 @@ kenprune.report.figures and work for any number of layers and any shape.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -18,6 +19,20 @@ from ..errors import KenpruneError
 from . import figures
 
 _DIGITS = re.compile(r"\d+")
+
+
+@contextlib.contextmanager
+def _open(path: str | Path) -> Iterator[Any]:
+    """safetensors' safe_open, with a one-line KenpruneError naming a truncated or damaged file."""
+    from safetensors import safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except Exception as exc:  # safetensors raises several types for a damaged header or body
+        detail = " ".join(str(exc).split())[:160]
+        raise KenpruneError(f"{path} is truncated or not a safetensors file ({type(exc).__name__}: {detail})") from None
+    with handle:
+        yield handle
 
 
 def _layer_key(name: str) -> tuple:
@@ -55,10 +70,8 @@ class TensorSource:
         self._index: dict[str, Path] = {}
         self._state: dict | None = None
         if files:
-            from safetensors import safe_open
-
             for f in files:
-                with safe_open(str(f), framework="pt") as handle:
+                with _open(f) as handle:
                     self._index.update(dict.fromkeys(handle.keys(), f))
         elif path.exists():
             raise KenpruneError(f"{path} holds no .safetensors weights; give a saved model folder or a .safetensors file")
@@ -75,11 +88,9 @@ class TensorSource:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         if self._state is not None:
             return {n: tuple(t.shape) for n, t in self._state.items()}
-        from safetensors import safe_open
-
         out: dict[str, tuple[int, ...]] = {}
         for f in dict.fromkeys(self._index.values()):
-            with safe_open(str(f), framework="pt") as handle:
+            with _open(f) as handle:
                 out.update({n: tuple(handle.get_slice(n).get_shape()) for n in handle.keys()})
         return out
 
@@ -90,9 +101,7 @@ class TensorSource:
             return self._state[name].float().numpy()
         if name not in self._index:
             raise KenpruneError(f"{self.ref} has no tensor {name!r}")
-        from safetensors import safe_open
-
-        with safe_open(str(self._index[name]), framework="pt") as handle:
+        with _open(self._index[name]) as handle:
             return handle.get_tensor(name).float().numpy()
 
 
@@ -131,9 +140,7 @@ def is_subnetwork(path: str | Path) -> bool:
     path = Path(path)
     if not (path.is_file() and path.suffix == ".safetensors"):
         return False
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
+    with _open(path) as handle:
         return (handle.metadata() or {}).get("format") == SUBNETWORK_FORMAT
 
 
