@@ -160,7 +160,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for damaged files
-        raise KenpruneError(f"{path} is truncated or not a safetensors file ({_one_line(exc)})") from None
+        raise KenpruneError(f"{path} is truncated or not a readable safetensors file ({_one_line(exc)})") from None
     try:
         manifest = json.loads(meta.get("kenprune", "null") or "null")
     except ValueError:
