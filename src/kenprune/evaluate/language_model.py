@@ -136,7 +136,6 @@ def window_nll(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
     return _chunked_nll(None, None, windows, model(input_ids=windows, use_cache=False).logits)
 
 
-@torch.inference_mode()
 def check_finite_nll(data: str, bad: list[int], total: int) -> None:
     """A one-line KenpruneError when some windows' loss is not finite (never a silent NaN perplexity)."""
     if not bad:
@@ -146,6 +145,7 @@ def check_finite_nll(data: str, bad: list[int], total: int) -> None:
                         f"{total} gave non-finite loss (the weights may be corrupt)")
 
 
+@torch.inference_mode()
 def perplexity(loaded: LoadedModel, protocol: PerplexityProtocol | None = None, *,
                batch_size: int = 1, progress: bool = True, identify: bool = True) -> PerplexityResult:
     """Perplexity of a causal LM on a split under `protocol` (default: wiki:test, 512 tokens)."""
