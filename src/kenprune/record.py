@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import KenpruneError
+from .errors import KenpruneError, describe
 
 SCHEMA = "kenprune.run"
 VERSION = 1
@@ -198,8 +198,7 @@ def read(path: str | os.PathLike) -> RunRecord:
     try:
         data = json.loads(source.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise RecordError(f"{source} is not valid JSON ({detail}); re-run the command that wrote it") from None
+        raise RecordError(f"{source} is not valid JSON ({describe(exc)}); re-run the command that wrote it") from None
     return RunRecord.from_dict(data, str(source))
 
 

@@ -238,3 +238,14 @@ def test_dsa_parse_never_crashes(text):
     fn = one_line_or_value(parse, text)
     if fn is not None:
         assert str(parse(str(fn))) == str(fn)  # what it prints, it reads back
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_an_all_zero_matrix_round_trips(dtype, tmp_path):
+    """Found by the property test: a fully pruned matrix has no values to store (an empty tensor)."""
+    from kenprune.formats import load_sparse, save_sparse
+
+    state = {"w": torch.zeros(1, 1, dtype=DTYPES[dtype]), "v": torch.zeros(4, 8, dtype=DTYPES[dtype])}
+    save_sparse(state, tmp_path / "z.safetensors", nm=(2, 4))
+    back = load_sparse(tmp_path / "z.safetensors")
+    assert all(same_bits(back[n], t) for n, t in state.items())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import KenpruneError
+from ..errors import KenpruneError, describe
 from ..registry import Registry
 from .dsa import dsa
 from .er import er, er_plus
@@ -140,8 +140,7 @@ def read_allocation_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
     except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise KenpruneError(f"cannot read allocation file {path}: {detail}") from None
+        raise KenpruneError(f"cannot read allocation file {path}: {describe(exc, 120)}") from None
     bad = f"allocation file {path} is malformed"
     if isinstance(data, dict) and "allocation" in data:
         spec, lam = data["allocation"], data.get("lambda", 0.08)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import KenpruneError
+from ..errors import KenpruneError, describe
 from ..fileio import write_json
 from .dsa import Function, crossover, mutate, parse, random_function, validate
 from .executors import Executor
@@ -243,8 +243,7 @@ def _read(path: Path) -> tuple[dict[str, Any], SearchState]:
             state.fitness(fn)
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError,
             KenpruneError) as exc:
-        detail = " ".join(str(exc).split())[:80]
-        raise KenpruneError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {detail}); delete it to start "
+        raise KenpruneError(f"checkpoint {path} is corrupt ({describe(exc, 80)}); delete it to start "
                             f"over, or choose another --out") from None
     return data, state
 

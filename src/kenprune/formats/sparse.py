@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
-from safetensors import safe_open
-
-from ..errors import KenpruneError
+from ..errors import KenpruneError, describe
 from .bits import index_width, pack_bits, unpack_bits
-from .stream import write_safetensors
+from .stream import open_safetensors, raw_bytes, write_safetensors
 
 FORMAT = "kenprune-sparse"
 VERSION = 1
@@ -79,7 +77,7 @@ def _crc32(parts: Mapping[str, torch.Tensor]) -> int:
     crc = 0
     for part in sorted(parts):
         crc = zlib.crc32(part.encode() + b"\0", crc)
-        crc = zlib.crc32(memoryview(parts[part].detach().contiguous().reshape(-1).view(torch.uint8).numpy()), crc)
+        crc = zlib.crc32(memoryview(raw_bytes(parts[part])), crc)
     return crc
 
 
@@ -156,11 +154,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest of a sparse file; KenpruneError (one line, naming the file) for anything else."""
     if not Path(path).is_file():
         raise KenpruneError(f"sparse file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise KenpruneError(f"{path} is truncated or not a readable safetensors file ({_one_line(exc)})") from None
+    with open_safetensors(path) as f:
+        meta = f.metadata() or {}
     try:
         manifest = json.loads(meta.get("kenprune", "null") or "null")
     except ValueError:
@@ -175,11 +170,6 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
-
-
 def load_sparse(path: str | Path) -> dict[str, torch.Tensor]:
     """The dense state dict stored in a sparse file (aliases point at the same tensor).
 
@@ -190,7 +180,7 @@ def load_sparse(path: str | Path) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     name = None
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             keys = set(f.keys())
             for name, entry in manifest["tensors"].items():
                 if entry["encoding"] == DENSE:
@@ -211,7 +201,7 @@ def load_sparse(path: str | Path) -> dict[str, torch.Tensor]:
         raise
     except Exception as exc:  # a damaged file fails inside safetensors, numpy or torch in many ways
         where = f" at tensor {name}" if name else ""
-        raise KenpruneError(f"{path} is corrupt{where} ({_one_line(exc)}); save it again") from None
+        raise KenpruneError(f"{path} is corrupt{where} ({describe(exc)}); save it again") from None
     return state
 
 
@@ -231,5 +221,5 @@ def load_sparse_model(path: str | Path) -> torch.nn.Module:
         dtype = next(t.dtype for t in state.values() if t.is_floating_point())
         model.to(dtype).load_state_dict(state, strict=True)
     except Exception as exc:  # a manifest whose config does not fit its tensors, or a foreign class
-        raise KenpruneError(f"{path} does not rebuild its model ({_one_line(exc)})") from None
+        raise KenpruneError(f"{path} does not rebuild its model ({describe(exc)})") from None
     return model.eval()

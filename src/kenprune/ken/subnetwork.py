@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .. import provenance
-from ..errors import KenpruneError
+from ..errors import KenpruneError, describe
 from ..fileio import atomic_file
 
 FORMAT = "kenprune-subnetwork"
@@ -144,18 +144,14 @@ def write_subnetwork(path: str | Path, sub: Subnetwork, value_dtype: str = "fp32
 
 def read_subnetwork(path: str | Path) -> Subnetwork:
     """Read and verify a subnetwork file; a truncated, corrupt or foreign file raises KenpruneError."""
-    from safetensors import safe_open
+    from ..formats.stream import open_safetensors
 
     path = Path(path)
     if not path.is_file():
         raise KenpruneError(f"subnetwork file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            header = fh.metadata() or {}
-            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-    except Exception as exc:  # safetensors raises several types for a damaged header or body
-        detail = " ".join(str(exc).split())[:160]
-        raise KenpruneError(f"{path} is truncated or not a safetensors file ({type(exc).__name__}: {detail})") from None
+    with open_safetensors(path) as fh:
+        header = fh.metadata() or {}
+        tensors = {key: fh.get_tensor(key) for key in fh.keys()}
     if header.get("format") != FORMAT or "kenprune" not in header:
         raise KenpruneError(f"{path} is not a kenprune subnetwork file (no kenprune metadata)")
     try:
@@ -179,8 +175,7 @@ def read_subnetwork(path: str | Path) -> Subnetwork:
             mask = decode_positions(info["encoding"], tensors[f"{name}::{info['encoding']}"], shape, info["rows"])
             values = tensors[f"{name}::values"]
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            detail = " ".join(str(exc).split())[:120]
-            raise KenpruneError(f"{path} is corrupt at tensor {name} ({type(exc).__name__}: {detail})") from None
+            raise KenpruneError(f"{path} is corrupt at tensor {name} ({describe(exc, 120)})") from None
         if int(mask.sum()) != values.numel():
             raise KenpruneError(f"{path} is corrupt at tensor {name}: {values.numel()} values for "
                                 f"{int(mask.sum())} positions")

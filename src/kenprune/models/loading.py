@@ -277,19 +277,14 @@ def _folder_loader(folder: str) -> Callable[..., torch.nn.Module] | None:
 def check_weight_files(folder: str | Path) -> None:
     """Open each .safetensors file of a model folder's header (cheap: no tensor is read) so that a
     truncated, empty or garbled file is refused with one line naming it, before transformers sees it."""
-    from safetensors import safe_open
+    from ..formats.stream import open_safetensors
 
     folder = Path(folder)
     if not folder.is_dir():
         return
     for path in sorted(folder.glob("*.safetensors")):
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                handle.keys()
-        except Exception as exc:  # SafetensorError, OSError, ...: safetensors raises several types
-            detail = " ".join(str(exc).split())[:160] or type(exc).__name__
-            raise KenpruneError(f"{path} is truncated or not a safetensors file ({detail}); "
-                                f"save or download the model again") from None
+        with open_safetensors(path, hint="save or download the model again") as handle:
+            handle.keys()
 
 
 def load_model(name_or_path: str, task: str | None = None, *, labels: list[str] | None = None,

@@ -7,11 +7,10 @@ kenprune.report.figures and work for any number of layers and any shape.
 """
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -21,18 +20,11 @@ from . import figures
 _DIGITS = re.compile(r"\d+")
 
 
-@contextlib.contextmanager
-def _open(path: str | Path) -> Iterator[Any]:
-    """safetensors' safe_open, with a one-line KenpruneError naming a truncated or damaged file."""
-    from safetensors import safe_open
+def _open(path: str | Path):
+    """safetensors' safe_open with kenprune's one-line error for a damaged file (torch imported only now)."""
+    from ..formats.stream import open_safetensors
 
-    try:
-        handle = safe_open(str(path), framework="pt")
-    except Exception as exc:  # safetensors raises several types for a damaged header or body
-        detail = " ".join(str(exc).split())[:160]
-        raise KenpruneError(f"{path} is truncated or not a safetensors file ({type(exc).__name__}: {detail})") from None
-    with handle:
-        yield handle
+    return open_safetensors(path)
 
 
 def _layer_key(name: str) -> tuple:
