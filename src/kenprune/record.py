@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import KenpruneError
+from .errors import KenpruneError, describe
 
 SCHEMA = "kenprune.run"
 VERSION = 1
@@ -196,10 +196,15 @@ def read(path: str | os.PathLike) -> RunRecord:
     if not source.is_file():
         raise RecordError(f"{source} does not exist")
     try:
-        data = json.loads(source.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{source} is not valid JSON ({exc}); re-run the command that wrote it") from None
+        data = json.loads(source.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise RecordError(f"{source} is not valid JSON ({describe(exc)}); re-run the command that wrote it") from None
     return RunRecord.from_dict(data, str(source))
+
+
+def _refuse_constant(name: str) -> Any:
+    """json's hook for NaN, Infinity and -Infinity: strict JSON has none, and kenprune never writes them."""
+    raise ValueError(f"non-finite number {name} (strict JSON has none; kenprune writes null)")
 
 
 def is_run_folder(path: str | os.PathLike) -> bool:

@@ -68,7 +68,7 @@ def test_lazy_layers_skip_scores_when_not_needed(layers):
     ("owl:q=1", "bad option 'q=1'"),
     ("dsa:abslog|variance|atan", "unknown reduction operation 'variance'.*valid: mean, var"),
     ("dsa:", "dsa needs a function"),
-    ("missing.json", "cannot read allocation file"),
+    ("missing.json", "allocation file missing.json does not exist"),
 ])
 def test_bad_specs_are_one_line_errors(layers, spec, match):
     with pytest.raises(KenpruneError, match=match):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import KenpruneError
+from ..errors import KenpruneError, describe
 from ..registry import Registry
 from .dsa import dsa
 from .er import er, er_plus
@@ -94,8 +94,9 @@ def resolve_allocation(spec: str, layers: LayerSource, target: float, *, lam: fl
 def check_allocation(spec: str) -> None:
     """Validate a spec without a model (before anything expensive): one-line errors."""
     if spec.endswith(".json") or Path(spec).is_file():
-        if not Path(spec).is_file():
-            raise KenpruneError(f"allocation file {spec} does not exist")
+        data = read_allocation_file(spec)
+        if "allocation" in data:
+            check_allocation(data["allocation"])
         return
     name, _, arg = spec.partition(":")
     allocator = ALLOCATORS.get(name)
@@ -124,26 +125,55 @@ def _parse_options(arg: str, allowed: tuple[str, ...], spec: str) -> dict[str, f
     return out
 
 
-def _from_file(path: Path, layers: LayerSource, target: float) -> Allocation:
+def read_allocation_file(path: str | Path) -> dict[str, Any]:
+    """The checked contents of an allocation file: {"allocation": spec, "lambda": x} or {"ratios": {...}}.
+
+    A missing, truncated, non-JSON or malformed file raises KenpruneError, one line naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KenpruneError(f"allocation file {path} does not exist")
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"non-finite number {name}")
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise KenpruneError(f"cannot read allocation file {path}: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("allocation"), str):
-        result = resolve_allocation(data["allocation"], layers, target, lam=float(data.get("lambda", 0.08)))
-        result.spec, result.options["file"] = str(path), str(path)
-        return result
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise KenpruneError(f"cannot read allocation file {path}: {describe(exc, 120)}") from None
+    bad = f"allocation file {path} is malformed"
+    if isinstance(data, dict) and "allocation" in data:
+        spec, lam = data["allocation"], data.get("lambda", 0.08)
+        if not isinstance(spec, str) or spec.endswith(".json") or Path(spec).is_file():
+            raise KenpruneError(f"{bad}: 'allocation' must name an allocator (e.g. 'dsa:...'), not {str(spec)[:60]!r}")
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+            raise KenpruneError(f"{bad}: 'lambda' must be a number, not {str(lam)[:40]!r}")
+        return {"allocation": spec, "lambda": float(lam)}
     ratios = data.get("ratios") if isinstance(data, dict) else None
     if not isinstance(ratios, dict):
         raise KenpruneError(f"{path} holds neither 'allocation' nor 'ratios'; write it with `kenprune search`")
+    for name, ratio in ratios.items():
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
+            raise KenpruneError(f"{bad}: ratio of {name[:60]!r} is {str(ratio)[:40]!r}, not a number in [0, 1]")
+    return {"ratios": {name: float(ratio) for name, ratio in ratios.items()}}
+
+
+def _from_file(path: Path, layers: LayerSource, target: float) -> Allocation:
+    data = read_allocation_file(path)
+    if "allocation" in data:
+        result = resolve_allocation(data["allocation"], layers, target, lam=data["lambda"])
+        result.spec, result.options["file"] = str(path), str(path)
+        return result
+    ratios = data["ratios"]
     layer_list = list(layers(False) if callable(layers) else layers)
     names = {layer.name for layer in layer_list}
     if set(ratios) != names:
         raise KenpruneError(f"{path} has ratios for {len(ratios)} layers that do not match the model's "
                             f"{len(names)} prunable layers")
     sizes = {layer.name: layer.numel for layer in layer_list}
-    fitted = fit_to_target([float(ratios[n]) for n in sizes], list(sizes.values()), target)
+    fitted = fit_to_target([ratios[n] for n in sizes], list(sizes.values()), target)
     return Allocation(str(path), target, dict(zip(sizes, map(float, fitted))), sizes, {"file": str(path)})
 
 
-__all__ = ["ALLOCATORS", "Allocation", "Allocator", "Layer", "blocks", "check_allocation", "resolve_allocation"]
+__all__ = ["ALLOCATORS", "Allocation", "Allocator", "Layer", "blocks", "check_allocation", "read_allocation_file",
+           "resolve_allocation"]

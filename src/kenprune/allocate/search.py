@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import KenpruneError
+from ..errors import KenpruneError, describe
 from ..fileio import write_json
 from .dsa import Function, crossover, mutate, parse, random_function, validate
 from .executors import Executor
@@ -217,18 +217,34 @@ def check_checkpoint(path: str | Path) -> None:
 
 def _read(path: Path) -> tuple[dict[str, Any], SearchState]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
         if data.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"version {data.get('version')!r}, expected {CHECKPOINT_VERSION}")
         state = SearchState(**data["state"])
-        _rng_tuple(state.rng)
+        Random().setstate(_rng_tuple(state.rng))
         if not isinstance(data["identity"], dict):
             raise ValueError("no identity")
-        if not isinstance(state.cache, dict) or not isinstance(state.population, list):
+        if not (isinstance(state.cache, dict) and isinstance(state.population, list)
+                and isinstance(state.allocations, dict) and isinstance(state.history, list)):
             raise ValueError("malformed state")
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise KenpruneError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {str(exc)[:80]}); delete it "
-                            f"to start over") from None
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                   for n in (state.generation, state.evaluations)):
+            raise ValueError("malformed generation or evaluation count")
+        if not isinstance(state.seconds, (int, float)) or not math.isfinite(state.seconds):
+            raise ValueError("malformed search time")
+        if not all(isinstance(v, dict) for v in state.cache.values()):
+            raise ValueError("malformed fitness cache")
+        for fn in state.population:
+            if not isinstance(fn, str) or fn not in state.cache:
+                raise ValueError(f"population member {str(fn)[:40]!r} has no cached fitness")
+            parse(fn)
+            state.fitness(fn)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError,
+            KenpruneError) as exc:
+        raise KenpruneError(f"checkpoint {path} is corrupt ({describe(exc, 80)}); delete it to start "
+                            f"over, or choose another --out") from None
     return data, state
 
 

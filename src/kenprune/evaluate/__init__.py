@@ -6,6 +6,7 @@ as a `record.Quality` with its full protocol, ready for the run record.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -73,6 +74,13 @@ def evaluate(loaded: "LoadedModel", spec: "Evaluation", *, role: str = "after", 
         raise KenpruneError("no evaluation data given")
     chosen = evaluator_for(loaded.task, metric)
     value, protocol, seconds = chosen.run(loaded, spec, progress)
+    try:
+        finite = not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        finite = False
+    if not finite:
+        raise KenpruneError(f"{chosen.metric} of {label or loaded.name} on {spec.data} is not finite ({value!r}); "
+                            f"the weights may be corrupt")
     return Quality(chosen.metric, value, spec.data, role, label or loaded.name, protocol, seconds)
 
 

@@ -136,6 +136,15 @@ def window_nll(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
     return _chunked_nll(None, None, windows, model(input_ids=windows, use_cache=False).logits)
 
 
+def check_finite_nll(data: str, bad: list[int], total: int) -> None:
+    """A one-line KenpruneError when some windows' loss is not finite (never a silent NaN perplexity)."""
+    if not bad:
+        return
+    shown = ", ".join(map(str, bad[:8])) + (f", ... ({len(bad)} in all)" if len(bad) > 8 else "")
+    raise KenpruneError(f"perplexity on {data} is not finite: window{'s' if len(bad) > 1 else ''} {shown} of "
+                        f"{total} gave non-finite loss (the weights may be corrupt)")
+
+
 @torch.inference_mode()
 def perplexity(loaded: LoadedModel, protocol: PerplexityProtocol | None = None, *,
                batch_size: int = 1, progress: bool = True, identify: bool = True) -> PerplexityResult:
@@ -153,17 +162,22 @@ def perplexity(loaded: LoadedModel, protocol: PerplexityProtocol | None = None, 
     device = next(loaded.model.parameters()).device
     start = time.perf_counter()
     nll_sum = 0.0
+    bad: list[int] = []  # windows whose loss is NaN or infinite
     bar = tqdm(total=windows.size(0), desc=f"perplexity {protocol.data}", unit="win",
                disable=not progress, leave=False)
     for i in range(0, windows.size(0), batch_size):
         batch = windows[i:i + batch_size].to(device)
-        nll_sum += float(window_nll(loaded.model, batch).sum())
+        nll = window_nll(loaded.model, batch).cpu()
+        bad.extend(i + int(j) for j in torch.nonzero(~torch.isfinite(nll)).flatten())
+        nll_sum += float(nll.sum())
         bar.update(batch.size(0))
     bar.close()
+    check_finite_nll(protocol.data, bad, windows.size(0))
     seconds = time.perf_counter() - start
     predicted = windows.size(0) * (protocol.seqlen - 1)
     return PerplexityResult(
-        perplexity=math.exp(nll_sum / predicted), nll_sum=nll_sum, predicted_tokens=predicted,
+        perplexity=math.exp(nll_sum / predicted) if nll_sum / predicted < 709 else math.inf,  # exp would overflow
+        nll_sum=nll_sum, predicted_tokens=predicted,
         windows=windows.size(0), protocol=protocol, bos_token_id=bos_id, text_sha256=text_sha256(text),
         split_tokens=int(tokens.numel()), seconds=seconds,
         model=loaded.identity() if identify else {"name": loaded.name, "source": loaded.source},

@@ -7,21 +7,21 @@ caller names the pattern and the tensor fits it):
   nm       NAME::values [rows, cols/M, M-N]       + NAME::index (ceil(log2 M) bits per kept weight)
            (`nm-transposed`: the same for a weight stored [in, out], GPT-2's Conv1D)
 Shared tensors (tied embeddings) are stored once. The metadata key `kenprune` holds a JSON
-manifest (encodings, shapes, dtypes, aliases, the model config), so `load_sparse_model`
-rebuilds the dense model: every tensor equal to the one saved.
+manifest (encodings, shapes, dtypes, aliases, the model config, a CRC-32 of each tensor's stored
+bytes), so `load_sparse_model` rebuilds the dense model: every tensor equal to the one saved. A
+truncated, garbled or foreign file is refused with one line naming it (KenpruneError).
 """
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
-from safetensors import safe_open
-
-from ..errors import KenpruneError
+from ..errors import KenpruneError, describe
 from .bits import index_width, pack_bits, unpack_bits
-from .stream import write_safetensors
+from .stream import open_safetensors, raw_bytes, write_safetensors
 
 FORMAT = "kenprune-sparse"
 VERSION = 1
@@ -70,6 +70,15 @@ def _encode(t: torch.Tensor, nm: tuple[int, int] | None) -> tuple[str, dict[str,
     if nonzeros * t.element_size() + (t.numel() + 7) // 8 < dense_bytes:
         return BITMASK, _bitmask(t)
     return DENSE, {"": t}
+
+
+def _crc32(parts: Mapping[str, torch.Tensor]) -> int:
+    """CRC-32 of a tensor's stored parts (names and bytes, in name order): catches damaged bytes."""
+    crc = 0
+    for part in sorted(parts):
+        crc = zlib.crc32(part.encode() + b"\0", crc)
+        crc = zlib.crc32(memoryview(raw_bytes(parts[part])), crc)
+    return crc
 
 
 def _decode(entry: Mapping[str, Any], parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -127,6 +136,7 @@ def save_sparse(state: Mapping[str, torch.Tensor] | torch.nn.Module, path: str |
                              "dtype": str(t.dtype).removeprefix("torch.")}
             if encoding in (NM, NM_TRANSPOSED):
                 entries[name].update(n=nm[0], m=nm[1])
+            entries[name]["crc32"] = _crc32(parts)
             for part, value in parts.items():
                 yield (f"{name}::{part}" if part else name), value
         metadata["kenprune"] = json.dumps({"format": FORMAT, "version": VERSION, "tensors": entries,
@@ -141,30 +151,57 @@ def save_sparse(state: Mapping[str, torch.Tensor] | torch.nn.Module, path: str |
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a sparse file; KenpruneError (one line, naming the file) for anything else."""
+    if not Path(path).is_file():
+        raise KenpruneError(f"sparse file not found: {path}")
+    with open_safetensors(path) as f:
+        meta = f.metadata() or {}
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise KenpruneError(f"{path} is not a readable safetensors file ({exc})") from None
-    manifest = json.loads(meta.get("kenprune", "null") or "null")
-    if not manifest or manifest.get("format") != FORMAT:
+        manifest = json.loads(meta.get("kenprune", "null") or "null")
+    except ValueError:
+        raise KenpruneError(f"{path} has a corrupt kenprune manifest (not JSON); save it again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise KenpruneError(f"{path} is not a kenprune sparse file (save it with kenprune prune)")
+    if manifest.get("version") != VERSION:
+        raise KenpruneError(f"{path} is a version {manifest.get('version')} sparse file; this kenprune reads "
+                            f"version {VERSION}")
+    if not isinstance(manifest.get("tensors"), dict) or not isinstance(manifest.get("aliases", {}), dict):
+        raise KenpruneError(f"{path} has a malformed kenprune manifest; save it again")
     return manifest
 
 
 def load_sparse(path: str | Path) -> dict[str, torch.Tensor]:
-    """The dense state dict stored in a sparse file (aliases point at the same tensor)."""
+    """The dense state dict stored in a sparse file (aliases point at the same tensor).
+
+    Every tensor's bytes are checked against the manifest's CRC-32 (files that record one), so a
+    damaged file is refused, never decoded into wrong weights.
+    """
     manifest = read_manifest(path)
     state: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt") as f:
-        for name, entry in manifest["tensors"].items():
-            prefix = f"{name}::"
-            parts = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
-            if entry["encoding"] == DENSE:
-                parts = {"": f.get_tensor(name)}
-            state[name] = _decode(entry, parts)
-    for alias, target in manifest["aliases"].items():
-        state[alias] = state[target]
+    name = None
+    try:
+        with open_safetensors(path) as f:
+            keys = set(f.keys())
+            for name, entry in manifest["tensors"].items():
+                if entry["encoding"] == DENSE:
+                    parts = {"": f.get_tensor(name)}
+                else:
+                    prefix = f"{name}::"
+                    parts = {k[len(prefix):]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
+                if "crc32" in entry and _crc32(parts) != entry["crc32"]:
+                    raise KenpruneError(f"{path} is corrupt: tensor {name} fails its CRC-32 check; save it again")
+                tensor = _decode(entry, parts)
+                if list(tensor.shape) != list(entry["shape"]):
+                    raise ValueError(f"decoded shape {list(tensor.shape)}, expected {entry['shape']}")
+                state[name] = tensor
+        name = None
+        for alias, target in manifest.get("aliases", {}).items():
+            state[alias] = state[target]
+    except KenpruneError:
+        raise
+    except Exception as exc:  # a damaged file fails inside safetensors, numpy or torch in many ways
+        where = f" at tensor {name}" if name else ""
+        raise KenpruneError(f"{path} is corrupt{where} ({describe(exc)}); save it again") from None
     return state
 
 
@@ -177,10 +214,12 @@ def load_sparse_model(path: str | Path) -> torch.nn.Module:
     class_name = manifest.get("model_class") or ((config or {}).get("architectures") or [None])[0]
     if not config or not class_name:
         raise KenpruneError(f"{path} holds no model config; load its tensors with load_sparse()")
-    config_obj = transformers.AutoConfig.for_model(**config)
-    model_class = getattr(transformers, class_name)
-    model = model_class(config_obj)
     state = load_sparse(path)
-    dtype = next(t.dtype for t in state.values() if t.is_floating_point())
-    model.to(dtype).load_state_dict(state, strict=True)
+    try:
+        config_obj = transformers.AutoConfig.for_model(**config)
+        model = getattr(transformers, class_name)(config_obj)
+        dtype = next(t.dtype for t in state.values() if t.is_floating_point())
+        model.to(dtype).load_state_dict(state, strict=True)
+    except Exception as exc:  # a manifest whose config does not fit its tensors, or a foreign class
+        raise KenpruneError(f"{path} does not rebuild its model ({describe(exc)})") from None
     return model.eval()

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .. import provenance
-from ..errors import KenpruneError
+from ..errors import KenpruneError, describe
 from ..fileio import atomic_file
 
 FORMAT = "kenprune-subnetwork"
@@ -144,23 +144,22 @@ def write_subnetwork(path: str | Path, sub: Subnetwork, value_dtype: str = "fp32
 
 def read_subnetwork(path: str | Path) -> Subnetwork:
     """Read and verify a subnetwork file; a truncated, corrupt or foreign file raises KenpruneError."""
-    from safetensors import safe_open
+    from ..formats.stream import open_safetensors
 
     path = Path(path)
     if not path.is_file():
         raise KenpruneError(f"subnetwork file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            header = fh.metadata() or {}
-            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-    except Exception as exc:  # safetensors raises several types for a damaged header or body
-        raise KenpruneError(f"{path} is truncated or not a safetensors file ({type(exc).__name__}: {exc})") from None
+    with open_safetensors(path) as fh:
+        header = fh.metadata() or {}
+        tensors = {key: fh.get_tensor(key) for key in fh.keys()}
     if header.get("format") != FORMAT or "kenprune" not in header:
         raise KenpruneError(f"{path} is not a kenprune subnetwork file (no kenprune metadata)")
     try:
         meta = json.loads(header["kenprune"])
     except ValueError:
-        raise KenpruneError(f"{path} has corrupt metadata") from None
+        raise KenpruneError(f"{path} has corrupt metadata (not JSON)") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("tensors"), dict):
+        raise KenpruneError(f"{path} has corrupt metadata (no tensor table)")
     if meta.get("format_version") != FORMAT_VERSION:
         raise KenpruneError(f"{path} has format version {meta.get('format_version')}; this kenprune reads "
                             f"version {FORMAT_VERSION}")
@@ -168,15 +167,15 @@ def read_subnetwork(path: str | Path) -> Subnetwork:
         raise KenpruneError(f"{path} is corrupt: its tensors do not match the recorded payload hash")
     sub = Subnetwork(masks={}, values={}, meta=meta)
     for name, info in meta["tensors"].items():
-        shape = tuple(info["shape"])
-        if info["encoding"] == "full":
-            sub.full[name] = tensors[f"{name}::full"]
-            continue
         try:
+            shape = tuple(int(d) for d in info["shape"])
+            if info["encoding"] == "full":
+                sub.full[name] = tensors[f"{name}::full"]
+                continue
             mask = decode_positions(info["encoding"], tensors[f"{name}::{info['encoding']}"], shape, info["rows"])
-        except (KeyError, ValueError) as exc:
-            raise KenpruneError(f"{path} is corrupt at tensor {name}: {exc}") from None
-        values = tensors[f"{name}::values"]
+            values = tensors[f"{name}::values"]
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise KenpruneError(f"{path} is corrupt at tensor {name} ({describe(exc, 120)})") from None
         if int(mask.sum()) != values.numel():
             raise KenpruneError(f"{path} is corrupt at tensor {name}: {values.numel()} values for "
                                 f"{int(mask.sum())} positions")

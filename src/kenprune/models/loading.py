@@ -356,6 +356,19 @@ def load_tokenizer(name_or_path: str) -> Any:
         raise KenpruneError(f"could not load the tokenizer of {name_or_path!r}: {message}") from None
 
 
+def check_weight_files(folder: str | Path) -> None:
+    """Open each .safetensors file of a model folder's header (cheap: no tensor is read) so that a
+    truncated, empty or garbled file is refused with one line naming it, before transformers sees it."""
+    from ..formats.stream import open_safetensors
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.safetensors")):
+        with open_safetensors(path, hint="save or download the model again") as handle:
+            handle.keys()
+
+
 def load_model(name_or_path: str, task: str | None = None, *, labels: list[str] | None = None,
                dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a registry model, local folder or hub id with its tokenizer, in eval mode.
@@ -363,6 +376,7 @@ def load_model(name_or_path: str, task: str | None = None, *, labels: list[str] 
     task: causal-lm, sequence-classification (adds a fresh head with `labels` when the
     folder has none) or encoder; default: the registry's or the folder's own.
     """
+    from safetensors import SafetensorError
     from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification,
                               AutoTokenizer)
 
@@ -371,6 +385,7 @@ def load_model(name_or_path: str, task: str | None = None, *, labels: list[str] 
     if task not in TASKS:
         raise KenpruneError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     record = read_record(source) if Path(source).exists() else {}
+    check_weight_files(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         loader = _folder_loader(source)
@@ -386,9 +401,12 @@ def load_model(name_or_path: str, task: str | None = None, *, labels: list[str] 
             model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype, **kwargs)
         else:
             model = AutoModel.from_pretrained(source, dtype=dtype)
-    except (OSError, ValueError) as exc:
+    except KenpruneError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
+        # a damaged weights file, a config that does not fit its weights, a missing tokenizer, ...
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise KenpruneError(f"could not load model {name_or_path!r}: {message}") from None
+        raise KenpruneError(f"could not load model {name_or_path!r}: {message[:200]}") from None
     model.to(device).eval()
     bos = spec.bos if spec else record.get("bos", "auto")
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, source=source, task=task,

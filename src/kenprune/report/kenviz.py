@@ -20,6 +20,13 @@ from . import figures
 _DIGITS = re.compile(r"\d+")
 
 
+def _open(path: str | Path):
+    """safetensors' safe_open with kenprune's one-line error for a damaged file (torch imported only now)."""
+    from ..formats.stream import open_safetensors
+
+    return open_safetensors(path)
+
+
 def _layer_key(name: str) -> tuple:
     return tuple(int(x) for x in _DIGITS.findall(name)) + (name,)
 
@@ -55,10 +62,8 @@ class TensorSource:
         self._index: dict[str, Path] = {}
         self._state: dict | None = None
         if files:
-            from safetensors import safe_open
-
             for f in files:
-                with safe_open(str(f), framework="pt") as handle:
+                with _open(f) as handle:
                     self._index.update(dict.fromkeys(handle.keys(), f))
         elif path.exists():
             raise KenpruneError(f"{path} holds no .safetensors weights; give a saved model folder or a .safetensors file")
@@ -75,11 +80,9 @@ class TensorSource:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         if self._state is not None:
             return {n: tuple(t.shape) for n, t in self._state.items()}
-        from safetensors import safe_open
-
         out: dict[str, tuple[int, ...]] = {}
         for f in dict.fromkeys(self._index.values()):
-            with safe_open(str(f), framework="pt") as handle:
+            with _open(f) as handle:
                 out.update({n: tuple(handle.get_slice(n).get_shape()) for n in handle.keys()})
         return out
 
@@ -90,9 +93,7 @@ class TensorSource:
             return self._state[name].float().numpy()
         if name not in self._index:
             raise KenpruneError(f"{self.ref} has no tensor {name!r}")
-        from safetensors import safe_open
-
-        with safe_open(str(self._index[name]), framework="pt") as handle:
+        with _open(self._index[name]) as handle:
             return handle.get_tensor(name).float().numpy()
 
 
@@ -131,9 +132,7 @@ def is_subnetwork(path: str | Path) -> bool:
     path = Path(path)
     if not (path.is_file() and path.suffix == ".safetensors"):
         return False
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
+    with _open(path) as handle:
         return (handle.metadata() or {}).get("format") == SUBNETWORK_FORMAT
 
 
