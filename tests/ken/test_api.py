@@ -86,3 +86,21 @@ def test_cli_ken_and_apply(ken_run, minilm_pair, tmp_path, capsys):
     code = main(["ken", "apply", "--base", str(minilm_pair[0] / "initial"), "--subnetwork",
                  str(out / "subnetwork.safetensors"), "--out", str(tmp_path / "cli")])
     assert code == 0 and res["optimized_sha256"][:12] in capsys.readouterr().out
+
+
+def test_a_base_with_the_same_weights_but_other_labels_is_refused(ken_run, minilm_pair, tmp_path, capsys):
+    """Another fine-tune's initial/ can hold identical weights; its label names (config) still tell it apart."""
+    import shutil
+
+    out, _ = ken_run
+    other = tmp_path / "other-initial"
+    shutil.copytree(minilm_pair[0] / "initial", other)
+    config = json.loads((other / "config.json").read_text())
+    config["id2label"] = {"0": "atheism", "1": "space"}
+    config["label2id"] = {"atheism": 0, "space": 1}
+    (other / "config.json").write_text(json.dumps(config))
+    code = main(["ken", "apply", "--base", str(other), "--subnetwork", str(out / "subnetwork.safetensors"),
+                 "--out", str(tmp_path / "rebuilt")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "label names ['atheism', 'space']" in err and "['neg', 'pos']" in err
+    assert not (tmp_path / "rebuilt").exists()

@@ -72,13 +72,16 @@ def test_minilm_loads_as_encoder_and_as_classifier(minilm):
                        minilm.model.embeddings.word_embeddings.weight)
 
 
-def test_bad_model_names_and_paths(tmp_path):
+def test_bad_model_names_and_paths(tmp_path, monkeypatch):
     with pytest.raises(KenpruneError, match="unknown model 'nosuch'"):
         resolve_model("nosuch")
-    with pytest.raises(KenpruneError, match="does not exist"):
+    with pytest.raises(KenpruneError, match="no such model folder: .*missing"):
         resolve_model(str(tmp_path / "missing"))
     with pytest.raises(KenpruneError, match="no config.json"):
         resolve_model(str(tmp_path))
+    with pytest.raises(KenpruneError, match="HF_HUB_OFFLINE is set; give a local folder"):
+        resolve_model("someorg/some-model")  # offline here, and not in the hub cache
+    monkeypatch.setattr(models, "check_hub_reachable", lambda hub_id: None)
     assert resolve_model("someorg/some-model")[1] == "someorg/some-model"  # a hub id, for users online
 
 

@@ -111,9 +111,8 @@ def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "g
     return KenRun(optimized, sub, selection, ft_params)
 
 
-IDENTITY_CHECKS = (("weights_sha256", "weights sha256"), ("config_sha256", "config sha256"),
-                   ("tokenizer_sha256", "tokenizer sha256"),
-                   ("labels", "label names"))
+IDENTITY_CHECKS = (("weights_sha256", "weights sha256"), ("labels", "label names"),
+                   ("tokenizer_sha256", "tokenizer sha256"), ("config_sha256", "config sha256"))
 
 
 def check_base(loaded, recorded: dict, given: str) -> None:
