@@ -67,6 +67,19 @@ def _stop_on_signals():
             signal.signal(s, handler)
 
 
+def _quiet_third_party() -> None:
+    """transformers' load reports, advisory warnings and weight-loading bars stay out of kenprune's
+    output unless --verbose (kenprune prints its own progress and one-line summaries)."""
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
 def _close_progress_bars() -> None:
     """Clear any progress bar a failure left open, so the one-line message starts its own line."""
     try:
@@ -90,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    if not args.verbose:
+        _quiet_third_party()
     from ..errors import KenpruneError
 
     resume = " (a search resumes from its checkpoint)" if args.command == "search" else ""

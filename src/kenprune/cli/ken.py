@@ -69,7 +69,9 @@ def summary(record) -> str:
         lines.append(f"note: k exceeds the row length of {len(d['clipped_tensors'])} tensors; they keep every entry")
     after = record.quality_of("after")
     if after is not None:
-        lines.append(f"optimized model {after.metric} on {after.data}: {after.value:.4f}")
+        refs = {q.model: q.value for q in record.quality if q.role == "reference"}
+        lines.append(f"{after.metric} on {after.data}: " + ", ".join(f"{k} {v:.4f}" for k, v in refs.items())
+                     + f", KEN {after.value:.4f}")
     return "\n".join(lines)
 
 

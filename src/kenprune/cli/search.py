@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     res = d["result"]
     print(f"best function {d['function']}  fitness {d['fitness']:.4f} ({d['fitness_protocol']['data']} perplexity, "
           f"{res['evaluations']} evaluations, {res['generations']} generations, {res['seconds']:.1f} s)")
+    base = d["baselines"]
+    print(f"same proxy: uniform {base['uniform']:.4f}, OWL {base['owl']:.4f} (lower is better)")
     best = f"{args.out.rstrip('/')}/best.json"
     print(f"prune with: kenprune prune --allocation {best}  (or --allocation 'dsa:{d['function']}')")
     write_report_quietly(args.out)

@@ -59,9 +59,11 @@ def summary(record, out) -> str:
              f"(blocks -{100 * d['block_parameters_removed']:.1f}%), "
              f"{'uniform widths' if d['uniform_widths'] else 'per-block widths'}, {size / 2**20:.1f} MiB on disk"]
     if "latency" in d:
-        s = d["latency"]["speedup"]
+        s, rounds = d["latency"]["speedup"], d["latency"]["dense"]["repeats"]
         lines.append(f"speed-up: prefill {s['prefill_measured']:.2f}x (ideal {s['prefill_ideal']:.2f}x), "
-                     f"decode {s['decode_measured']:.2f}x (ideal {s['decode_ideal']:.2f}x)")
+                     f"decode {s['decode_measured']:.2f}x (ideal {s['decode_ideal']:.2f}x), median of {rounds} "
+                     f"alternating rounds")
+        lines += [f"warning: {flag}" for flag in d["latency"].get("flags", [])]
     before, after = record.quality_of("before"), record.quality_of("after")
     if after is not None:
         lines.append(f"{after.metric} {after.data}: " + (f"dense {before.value:.3f} -> " if before else "")

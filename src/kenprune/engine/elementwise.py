@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Union
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..models.blocks import block_linears, find_blocks, linear_weight, set_linear_weight
 from .sequential import BlockInputs, capture_block_inputs, sequential_blocks
@@ -88,9 +89,9 @@ def prune_model(model: nn.Module, calibration: CalibrationData = None, *, method
     group = group or spec.default_group
     targets = layer_targets(model, sparsity, pattern)
     if spec.statistic == NO_STATISTIC:
-        for name, module in model.named_modules():
-            if targets.get(name, 0.0) > 0:
-                _prune_layer(spec, module, None, targets[name], pattern, group)
+        todo = [(name, module) for name, module in model.named_modules() if targets.get(name, 0.0) > 0]
+        for name, module in tqdm(todo, desc=f"{method} layers", unit="layer", disable=not progress, leave=False):
+            _prune_layer(spec, module, None, targets[name], pattern, group)
     else:
         owned = not isinstance(calibration, BlockInputs)  # captured here: the engine may free them as it goes
         inputs = _inputs(model, calibration, batch_size)

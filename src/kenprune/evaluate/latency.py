@@ -94,10 +94,34 @@ def compare_latency(dense: nn.Module, pruned: nn.Module, *, rounds: int = 5,
     for results in runs:
         merged = dict(results[0])
         for key in ("prefill_seconds", "decode_tokens_per_second"):
-            merged[key] = statistics.median(r[key] for r in results)
+            merged[f"{key}_all"] = [r[key] for r in results]
+            merged[key] = statistics.median(merged[f"{key}_all"])
         merged.update(repeats=rounds, warmup=1)
         medians.append(merged)
     return medians[0], medians[1], speedup(medians[0], medians[1])
+
+
+def relative_spread(values: list[float]) -> float:
+    """Half the range of repeated measurements, relative to their median (0 for a single value)."""
+    return (max(values) - min(values)) / 2 / statistics.median(values) if len(values) > 1 else 0.0
+
+
+def latency_flags(dense: dict[str, Any], pruned: dict[str, Any], ratios: dict[str, float],
+                  above_ideal: float = 1.10) -> list[str]:
+    """Reasons not to trust a measured speed-up: above its ideal (MAC-count) ratio, or an effect smaller
+    than the round-to-round spread of the timings. One line each; empty when the figures stand."""
+    flags = []
+    for stage, key in (("prefill", "prefill_seconds"), ("decode", "decode_tokens_per_second")):
+        measured, ideal = ratios[f"{stage}_measured"], ratios[f"{stage}_ideal"]
+        if measured > ideal * above_ideal:
+            flags.append(f"{stage} speed-up {measured:.2f}x is above its ideal {ideal:.2f}x: the timing is not "
+                         f"trustworthy (a loaded machine, or too few repeats)")
+        spread = max(relative_spread(dense.get(f"{key}_all", [])), relative_spread(pruned.get(f"{key}_all", [])))
+        effect = abs(measured - 1)
+        if spread > effect:
+            flags.append(f"{stage}: the timings vary by +-{spread:.0%} between rounds, more than the measured "
+                         f"effect ({measured:.2f}x): not a result; raise --latency-repeats or quiet the machine")
+    return flags
 
 
 def speedup(dense: dict[str, Any], pruned: dict[str, Any]) -> dict[str, float]:

@@ -64,6 +64,9 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
         if evaluation.enabled:
             with timer.stage("eval"):
                 record.quality.append(evaluate(opt_loaded, evaluation, role="after", label="KEN", progress=progress))
+                for side, loaded in (("pre-trained", pre), ("fine-tuned", ft)):  # what KEN is judged against
+                    record.quality.append(evaluate(loaded, evaluation, role="reference", label=side,
+                                                   progress=progress))
         total_params = sum(p.numel() for p in ft_params.values())
         kept = selection.kept()
         selected = sum(ft_params[n].numel() for n in names)

@@ -65,6 +65,9 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
         with timer.stage("search"):
             result = search(space, executor, config, checkpoint=out / CHECKPOINT, fingerprint=fingerprint,
                             progress=progress, on_generation=_printer(settings.budget) if progress else None)
+        with timer.stage("baselines"):  # what the search is for: beating these on the same proxy
+            baselines = dict(zip(("uniform", "owl"), executor.map(baseline_ratios(layers, target, settings.lam,
+                                                                                   len(result.ratios)))))
     finally:
         executor.close()
     best = {"model": model, "method": settings.method, "target": target, "lambda": settings.lam,
@@ -83,6 +86,7 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
         "function": result.best, "allocation": f"dsa:{result.best}", "fitness": result.fitness, "target": target,
         "sparsity": target, "lambda": settings.lam, "fitness_protocol": fitness.to_dict(),
         "search": {**config.identity(), "budget": settings.budget, "seconds": settings.seconds},
+        "baselines": baselines,
         "executor": {"kind": executor.name, "workers": executor.workers, "ray_address": settings.ray_address},
         "result": result.to_dict()})
     record.files = [FileEntry(BEST, "json", (out / BEST).stat().st_size, "allocation")]
@@ -92,6 +96,15 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
     finish(record, timer)
     write(record, out)
     return record
+
+
+def baseline_ratios(layers: list, target: float, lam: float, blocks: int) -> list[list[float]]:
+    """Per-block ratios of the uniform and OWL allocations (OWL gives every Linear of a block one ratio)."""
+    from ..allocate.owl import owl
+
+    per_layer = owl(layers, target, lam=lam)
+    owl_blocks = {layer.block: per_layer[layer.name] for layer in layers}
+    return [[target] * blocks, [owl_blocks[i] for i in range(blocks)]]
 
 
 def _printer(budget: int):

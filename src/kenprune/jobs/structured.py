@@ -29,7 +29,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
     """Prune whole heads and MLP channels; the folder reloads (plain from_pretrained when widths are uniform)."""
     from ..errors import KenpruneError
     from ..evaluate import evaluate
-    from ..evaluate.latency import compare_latency
+    from ..evaluate.latency import compare_latency, latency_flags
     from ..data.windows import windows_for
     from ..models.loading import LoadedModel, load_model, load_tokenizer
     from ..structured.importance import IMPORTANCE
@@ -71,7 +71,8 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
         with timer.stage("latency"):
             dense_latency, pruned_latency, ratios = compare_latency(dense, loaded.model,
                                                                     rounds=settings.latency_repeats)
-        record.details["latency"] = {"dense": dense_latency, "pruned": pruned_latency, "speedup": ratios}
+        record.details["latency"] = {"dense": dense_latency, "pruned": pruned_latency, "speedup": ratios,
+                                     "flags": latency_flags(dense_latency, pruned_latency, ratios)}
     if evaluation.enabled:
         with timer.stage("eval"):
             dense_loaded = LoadedModel(dense, loaded.tokenizer, loaded.name, loaded.source, loaded.task, loaded.bos)

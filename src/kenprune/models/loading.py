@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -95,7 +96,8 @@ def verify_manifest(folder: Path) -> str | None:
 def _convert_gguf(gguf_path: Path, folder: Path, gguf_sha: str, transformers_version: str | None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s once to %s (cached for later runs)", gguf_path.name, folder)
+    print(f"kenprune: converting {gguf_path.name} to safetensors once (about 30-80 s; cached in {folder.parent} "
+          f"for later runs)", file=sys.stderr, flush=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     # transformers refuses to save a GGUF-"quantized" model although its weights are plain fp32 now.
