@@ -110,11 +110,12 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
             shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON atomically, pretty-printed, and return the path (strict JSON: no NaN or infinity)."""
+def write_json(path: str | os.PathLike, data: Any, *, strict: bool = True) -> Path:
+    """Write JSON atomically, pretty-printed, and return the path. strict: no NaN or infinity (what other
+    readers accept); a file only kenprune reads back may allow them (a search checkpoint's rejected fitness)."""
     path = Path(path)
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default, allow_nan=not strict) + "\n")
     return path
 
 

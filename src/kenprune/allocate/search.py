@@ -206,7 +206,7 @@ def _rng_tuple(state: list) -> tuple:
 
 
 def _save(path: Path, identity: dict[str, Any], state: SearchState) -> None:
-    write_json(path, {"version": CHECKPOINT_VERSION, "identity": identity, "state": asdict(state)})
+    write_json(path, {"version": CHECKPOINT_VERSION, "identity": identity, "state": asdict(state)}, strict=False)
 
 
 def check_checkpoint(path: str | Path) -> None:
