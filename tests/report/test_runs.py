@@ -258,3 +258,68 @@ def test_a_record_file_may_be_given_instead_of_its_folder(run_dirs, tmp_path):
     assert run.name == "eval-dense" and run.source == copy and run.quality == ("perplexity", DENSE_PPL, DENSE_PPL)
     html = write_report([copy, run_dirs["prune"]], out=tmp_path / "both.html").read_text()
     assert "eval-dense (eval)" in html and "eval-dense.json" in html
+
+
+def test_every_page_in_mib_without_none_and_ken_without_sparsity(run_dirs, tmp_path):
+    for kind in KIND_FOLDERS:
+        text = page_text(write_report(run_dirs[kind], out=tmp_path / f"{kind}.html").read_text())
+        assert "None" not in text and "null" not in text, kind
+        assert not re.search(r"\d (KB|MB|GB)\b", text), kind  # binary units, as the CLI prints them
+        if kind in ("prune", "structured", "ken", "search", "recover", "finetune"):
+            assert re.search(r"\d (KiB|MiB|GiB)\b", text), kind
+        if kind == "ken":
+            summary = text[text.index("<caption>Summary</caption>"):text.index("</table>", text.index("Summary"))]
+            assert "sparsity" not in summary and "35.1 % of selected values" in summary
+            assert "pre-trained 0.7, fine-tuned 0.86, KEN 0.83" in summary and "subnetwork 19.5 KiB" in summary
+            assert "How to read" in text
+
+
+def test_flags_are_shown_as_warnings(run_dirs, tmp_path):
+    html = write_report(run_dirs["structured"], out=tmp_path / "s.html").read_text()
+    warnings = re.findall(r'<p class="warn" role="alert">(.*?)</p>', html)
+    assert warnings[0] == "Warning: prefill speed-up 2.50x is above its ideal 1.25x: the timing is not trustworthy"
+    assert html.index('class="warn"') < html.index("<caption>Summary</caption>")  # above the numbers
+    both = write_report([run_dirs["structured"], run_dirs["prune"]], out=tmp_path / "c.html").read_text()
+    assert "Warning: structured: prefill speed-up 2.50x" in both  # the comparison repeats every run's warnings
+
+
+def test_a_uniform_run_gets_a_sentence_not_a_chart(tmp_path):
+    from .conftest import uniform_dir
+
+    folder = uniform_dir(tmp_path)
+    run = read_run(folder)
+    assert run.layers is None
+    assert run.notes == ["Every one of the 18 layers has sparsity 0.5: a uniform run, so there is no per-layer chart."]
+    html = write_report(folder).read_text()
+    assert "a uniform run, so there is no per-layer chart" in html and "<figure" not in html
+
+
+def test_a_one_generation_search_gets_a_sentence_not_a_dot(tmp_path):
+    from .conftest import search_record
+
+    rec.write(search_record(generations=1), tmp_path)
+    run = read_run(tmp_path)
+    assert run.histories == {} and run.notes[0].startswith("The search ran 1 generation (10 evaluations)")
+
+
+def test_many_layers_are_a_layer_by_type_grid(tmp_path):
+    from kenprune.record import Layer
+
+    record = prune_record()
+    record.layers = [Layer(f"model.layers.{i}.{t}", [64, 64], 0.4 + 0.01 * i, i) for i in range(30)
+                     for t in ("self_attn.q_proj", "self_attn.k_proj", "mlp.up_proj", "mlp.down_proj")]
+    rec.write(record, tmp_path)
+    fig = layer_figure(read_run(tmp_path))
+    grid = fig.axes[0].images[0].get_array()
+    assert grid.shape == (30, 4) and [t.get_text() for t in fig.axes[0].get_yticklabels()][:3] == ["0", "1", "2"]
+
+
+def test_square_ken_matrix_is_drawn_with_equal_aspect(tmp_path):
+    import numpy as np
+
+    from kenprune.report.kenviz import family_masks, matrix_figures
+
+    masks = {f"layers.{i}.attn.q.weight": np.random.default_rng(i).random((384, 384)) < 0.2 for i in range(2)}
+    views = matrix_figures(family_masks("attn.q", masks))
+    for fig in views.values():
+        assert fig.axes[0].get_aspect() == 1.0
