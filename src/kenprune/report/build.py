@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,7 @@ class QualityPoints:
     dense: float | None = None
     points: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     runs: list[str] = field(default_factory=list)
+    windows: Any = None  # the window count most of its runs used (others are labelled)
     left_out: dict[str, str] = field(default_factory=dict)  # run name -> why it is not on this plot
 
 
@@ -204,6 +206,8 @@ def quality_groups(runs: list[Run]) -> tuple[list[QualityPoints], dict[str, str]
     for run in runs:
         if run.quality is None or run.quality[2] is None:
             left_out[run.name] = "no quality measured"
+        elif run.kind == "search":
+            left_out[run.name] = "search run: its quality is the search's proxy fitness, compared in the search figure"
         elif run.sparsity is None:
             left_out[run.name] = (f"{run.kind} run: no pruning sparsity to place it on the x axis"
                                   + (" (KEN keeps a fraction of selected values)" if run.kind == "ken" else ""))
@@ -212,9 +216,11 @@ def quality_groups(runs: list[Run]) -> tuple[list[QualityPoints], dict[str, str]
     out = []
     for key, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         group = QualityPoints(metric=key[0], protocol=key, runs=[r.name for r in members])
-        windows = {windows_of(r) for r in members}
-        for run in members:
-            label = run.series + (f" ({windows_of(run)} windows)" if len(windows) > 1 else "")
+        group.windows = Counter(windows_of(r) for r in members).most_common(1)[0][0]
+        counts = Counter(windows_of(r) for r in members)
+        usual = counts.most_common(1)[0][0]
+        for run in members:  # the usual window count is in the title; another one is in its series' label
+            label = run.series + (f" ({windows_of(run)} windows)" if windows_of(run) != usual else "")
             group.points.setdefault(label, []).append((run.sparsity, run.quality[2]))
             if group.dense is None and run.quality[1] is not None:
                 group.dense = run.quality[1]
@@ -258,21 +264,24 @@ def comparison_section(runs: list[Run]) -> Section:
                                            "evaluations.", {"all": png_bytes(fig)}))
     plotted = 0
     for group in groups:
-        n = sum(len(p) for p in group.points.values())
-        if n < 2:
+        sparsities = {x for points in group.points.values() for x, _ in points}
+        if len(sparsities) < 2:
+            why = (f"the only run measured {protocol_text(group.protocol)}" if len(group.runs) == 1 else
+                   f"its group ({protocol_text(group.protocol)}) has one sparsity only, see the table")
             for name in group.runs:
-                left_out[name] = f"the only run measured {protocol_text(group.protocol)}: nothing to compare it with"
+                left_out[name] = why
             continue
+        protocol = protocol_text(group.protocol + (group.windows,))
         key = "comparison" if plotted == 0 else f"comparison-{plotted + 1}"
         plotted += 1
         metric = group.metric
         fig = figures.quality_curves(group.points, ylabel=metric, dense=group.dense,
-                                     title=f"{metric.capitalize()} vs sparsity ({protocol_text(group.protocol)}, "
-                                           f"{len(group.runs)} runs)")
+                                     title=f"{metric.capitalize()} vs sparsity ({protocol}, {len(group.runs)} runs)")
         windows = any("windows)" in label for label in group.points)
         section.figures.append(FigureBlock(key, f"{metric.capitalize()} after pruning against sparsity, "
-                                           f"{protocol_text(group.protocol)}: one line per method (+ allocation)"
-                                           + (", labelled with its window count" if windows else "")
+                                           f"{protocol}: one line per method (+ allocation)"
+                                           + ("; a series measured on another number of windows says so in its "
+                                              "label" if windows else "")
                                            + "; dashed: dense model. How to read: "
                                            + ("lower" if metric == "perplexity" else "higher")
                                            + " is better; a line that stays flat further right prunes better.",
