@@ -324,6 +324,7 @@ def ken_apply_view(run: Run) -> None:
     model = run.record.file("model")
     run.optimized = run.path / model.path if model is not None and (run.path / model.path).is_dir() else None
     run.pretrained = base.get("source")
+    run.headline = f"KEN subnetwork applied to {base.get('name') or 'its base model'}"
 
 
 @RUN_KINDS.register("search", "kenprune search: allocation search with per-generation history")
