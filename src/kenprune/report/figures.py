@@ -340,5 +340,6 @@ def layers_grid(masks: Mapping[str, np.ndarray], title: str = "", max_side: int 
     _, block = downsample(first, max_side)
     how = (f"each {_shape_text(first.shape)} matrix block-averaged by {block[0]} x {block[1]}" if block != (1, 1)
            else f"{_shape_text(first.shape)}, every entry shown")
-    fig.suptitle(f"{title}  ({how})" if title else how, fontsize=10, x=0.01, ha="left")
+    text = f"{title}  ({how})" if title else how
+    fig.suptitle(textwrap.fill(text, max(30, int(fig.get_figwidth() * 72 / 6.5) - 4)), fontsize=10, x=0.01, ha="left")
     return fig
