@@ -43,7 +43,7 @@ def layer_figure(run: Run) -> "figures.Figure":
     what = _layer_word(run)
     if len(set(groups)) > 1 and (run.kind == "ken" or len(groups) > MAX_BARS):
         title = (f"KEN on {run.model}: kept fraction per tensor ({len(groups)} tensors)" if run.kind == "ken" else
-                 f"{run.method} on {run.model}: {layers.quantity} per layer and matrix type ({len(groups)} {what}s)")
+                 f"{run.method} on {run.model}: {layers.quantity} per layer and matrix type ({len(groups)} matrices)")
         return figures.layer_grid(dict(zip(layers.labels, layers.values)), title=title, quantity=layers.quantity)
     typed = 1 < len(set(groups)) <= 12
     fig = figures.layer_bars([figures.layer_label(x) for x in layers.labels] if typed else layers.labels,

@@ -276,7 +276,7 @@ def mask_heatmap(mask: np.ndarray, title: str = "", max_side: int = MAX_SIDE) ->
         fig.colorbar(img, ax=ax, ticks=[0.25, 0.75], shrink=0.6).ax.set_yticklabels(["pruned", "kept"])
     else:
         img = ax.imshow(data, cmap=FRACTION_CMAP, vmin=0, vmax=_colour_top(data), interpolation="nearest",
-                        aspect="equal")
+                        aspect="equal", extent=(0, cols * block[1], rows * block[0], 0))  # axes in matrix entries
         method = (f"{_shape_text(m.shape)} downsampled to {rows} x {cols}: "
                   f"colour = fraction kept in each {block[0]} x {block[1]} block")
         fig.colorbar(img, ax=ax, shrink=0.6, label="fraction kept")
