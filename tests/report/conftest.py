@@ -44,12 +44,17 @@ def write(folder: Path, run: RunRecord) -> Path:
 
 
 def prune_record(method: str = "wanda", sparsity: float = 0.5, ppl: float = 35.0, allocation: str | None = None,
-                 seed: int = 0) -> RunRecord:
-    """`kenprune prune`: per-Linear sparsity, perplexity before/after, both files, sizes."""
+                 seed: int = 0, uniform: bool = False, windows: int = 8) -> RunRecord:
+    """`kenprune prune`: per-Linear sparsity, perplexity before/after, both files, sizes.
+
+    uniform: every layer exactly at the target (as unstructured magnitude or wanda give); windows: the
+    evaluation's window count."""
     rng = np.random.default_rng(seed)
     ratios = [sparsity + 0.02 * (i - LAYERS // 2) for i in range(LAYERS)] if allocation else None
-    layers = [Layer(f"model.layers.{i}.{t}", [64, 64], float(np.clip(sparsity + rng.normal(0, 0.05), 0, 1)), i,
+    layers = [Layer(f"model.layers.{i}.{t}", [64, 64],
+                    sparsity if uniform else float(np.clip(sparsity + rng.normal(0, 0.05), 0, 1)), i,
                     ratios[i] if ratios else None, 4096) for i in range(LAYERS) for t in TYPES]
+    protocol = {**PROTOCOL, "max_windows": windows, "windows": windows, "predicted_tokens": 511 * windows}
     params = 4096 * len(layers)
     details = {
         "sparsity": sparsity, "target": sparsity, "pattern": "unstructured", "group": None,
@@ -62,7 +67,8 @@ def prune_record(method: str = "wanda", sparsity: float = 0.5, ppl: float = 35.0
         details["allocation"] = {"spec": allocation, "target": sparsity, "weighted_mean": sparsity,
                                  "options": {"alpha": 5.0}, "ratios": ratios}
     return record("prune", method, details, layer_quantity="sparsity", layers=layers,
-                  quality=[perplexity(DENSE_PPL, "before", "dense"), perplexity(ppl, "after", "pruned")],
+                  quality=[perplexity(DENSE_PPL, "before", "dense", protocol=protocol),
+                           perplexity(ppl, "after", "pruned", protocol=protocol)],
                   files=[FileEntry("model", "hf-folder", 538_000_000, "model"),
                          FileEntry("model.sparse.safetensors", "sparse-safetensors", 301_000_000, "sparse")])
 
@@ -72,15 +78,20 @@ def structured_record() -> RunRecord:
     before = [{"heads": 9, "kv_heads": 3, "intermediate": 1536}] * 4
     after = [{"heads": 9 - (i % 2) * 3, "kv_heads": 3, "intermediate": 1536 - 256 * i} for i in range(4)]
     layers = [Layer(f"model.layers.{i}", [], 0.05 * i + 0.1 * (i % 2), i, None, 3_000_000) for i in range(4)]
-    latency = {"prefill_seconds": 0.5, "decode_tokens_per_second": 40.0, "repeats": 3}
+    latency = {"prefill_seconds": 0.5, "decode_tokens_per_second": 40.0, "repeats": 3,
+               "prefill_seconds_all": [0.49, 0.5, 0.52], "decode_tokens_per_second_all": [38.0, 40.0, 45.0]}
+    pruned = {**latency, "prefill_seconds": 0.2, "prefill_seconds_all": [0.19, 0.2, 0.21],
+              "decode_tokens_per_second": 41.0, "decode_tokens_per_second_all": [39.0, 41.0, 44.0]}
     details = {"sparsity": 0.2, "importance": "taylor",
                "plan": {"ratio": 0.2, "keep_first": 1, "keep_last": 1, "round_to": 8, "global_ranking": False},
                "attention_unit": "kv-group", "widths_before": before, "widths_after": after,
                "parameters_before": 134_515_008, "parameters_after": 118_000_000, "block_parameters_removed": 0.2,
                "uniform_widths": False,
-               "latency": {"dense": latency, "pruned": {**latency, "prefill_seconds": 0.41},
-                           "speedup": {"prefill_measured": 1.21, "prefill_ideal": 1.25, "decode_measured": 1.1,
-                                       "decode_ideal": 1.25}}}
+               "latency": {"dense": latency, "pruned": pruned,
+                           "speedup": {"prefill_measured": 2.5, "prefill_ideal": 1.25, "decode_measured": 1.03,
+                                       "decode_ideal": 1.25},
+                           "flags": ["prefill speed-up 2.50x is above its ideal 1.25x: the timing is not "
+                                     "trustworthy"]}}
     return record("structured", "structured", details, layer_quantity="removed fraction", layers=layers,
                   quality=[perplexity(DENSE_PPL, "before", "dense"), perplexity(48.2, "after", "pruned")],
                   files=[FileEntry("model", "hf-folder", 470_000_000, "model")])
@@ -92,18 +103,18 @@ def _history(start: float, rate: float, generations: int = 12) -> list[dict]:
             for g in range(generations)]
 
 
-def search_record(strategy: str = "evolution", rate: float = 8.0) -> RunRecord:
-    """`kenprune search`: the best allocation's ratio per block, the per-generation history."""
-    history = _history(60.0, rate)
+def search_record(strategy: str = "evolution", rate: float = 8.0, generations: int = 12) -> RunRecord:
+    """`kenprune search`: the best allocation's ratio per block, the per-generation history, uniform and OWL."""
+    history = _history(60.0, rate, generations)
     ratios = [0.5 + 0.02 * i for i in range(10)]
     fitness = history[-1]["best_fitness"]
     protocol = {"model": "smollm2-135m", "method": "wanda", "proxy": "oneshot", "calib_samples": 16,
                 "calib_seqlen": 256, "data": "wiki:valid", "windows": 4, "seqlen": 256, "seed": 0}
     details = {"function": "sqrt(abs(x))", "allocation": "dsa:sqrt(abs(x))", "fitness": fitness, "target": 0.6,
-               "sparsity": 0.6, "lambda": 0.08, "fitness_protocol": protocol,
+               "sparsity": 0.6, "baselines": {"uniform": 52.0, "owl": 47.5}, "lambda": 0.08, "fitness_protocol": protocol,
                "search": {"strategy": strategy, "population": 10, "children": 4, "budget": 54, "seed": 0},
                "executor": {"kind": "local", "workers": 1, "ray_address": None},
-               "result": {"best": "sqrt(abs(x))", "fitness": fitness, "evaluations": 54, "generations": 12,
+               "result": {"best": "sqrt(abs(x))", "fitness": fitness, "evaluations": history[-1]["evaluations"], "generations": generations,
                           "seconds": 11.0, "rejected": 3, "history": history, "top": [["sqrt(abs(x))", fitness]]}}
     return record("search", "wanda", details, layer_quantity="sparsity",
                   layers=[Layer(f"block {i}", [], r, i) for i, r in enumerate(ratios)],
@@ -211,6 +222,11 @@ def eval_record() -> RunRecord:
     return record("eval", None, {}, quality=[perplexity(DENSE_PPL, "after", MODEL["name"])])
 
 
+def uniform_dir(tmp_path: Path) -> Path:
+    """A uniform magnitude run: every layer at the target."""
+    return write(tmp_path / "magnitude-uniform", prune_record("magnitude", 0.5, 38.0, uniform=True))
+
+
 KIND_FOLDERS = {"prune": "sparsegpt-50", "structured": "structured", "ken": "ken-run", "ken-apply": "ken-apply",
                 "search": "search-evolution", "recover": "lora", "finetune": "finetune", "eval": "dense-eval"}
 
@@ -235,6 +251,7 @@ def run_dirs(tmp_path: Path) -> dict[str, Path]:
             dirs[f"{method}-{sparsity}"] = write(tmp_path / f"sweep-{method}-{int(sparsity * 100)}",
                                                  prune_record(method, sparsity, ppl))
     dirs["owl-0.5"] = write(tmp_path / "sweep-wanda-owl-50", prune_record("wanda", 0.5, 41.0, allocation="owl"))
+    dirs["wanda-0.7-4w"] = write(tmp_path / "sweep-wanda-70-4windows", prune_record("wanda", 0.7, 300.0, windows=4))
     return dirs
 
 

@@ -41,6 +41,16 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """Where each page's full screenshot is saved: $KENPRUNE_SCREENSHOTS (to look at them), else a temp folder."""
+    folder = os.environ.get("KENPRUNE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return Path(folder)
+    return tmp_path_factory.mktemp("screenshots")
+
+
 def _non_blank(png: bytes) -> float:
     """Share of pixels that are not (near) white in a screenshot."""
     from PIL import Image
@@ -54,7 +64,7 @@ FIGURES = {"prune": 1, "structured": 1, "ken": 4, "ken-apply": 3, "search": 2, "
 
 
 @pytest.mark.parametrize("kind", list(FIGURES) + ["comparison"])
-def test_report_in_headless_chromium(browser, run_dirs, tmp_path, kind):
+def test_report_in_headless_chromium(browser, run_dirs, tmp_path, screenshots, kind):
     dirs = list(run_dirs.values()) if kind == "comparison" else [run_dirs[kind]]
     out = write_report(dirs, out=tmp_path / "report.html")
     browser.get_log("performance")  # drop the start-up tab's internal chrome:// loads: only the report counts
@@ -93,12 +103,13 @@ def test_report_in_headless_chromium(browser, run_dirs, tmp_path, kind):
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1280, min(height, 16000))
     browser.execute_script("window.scrollTo(0, 0)")
-    shot = tmp_path / "report-screenshot.png"
+    shot = screenshots / f"{kind}.png"
     browser.save_screenshot(str(shot))
     browser.set_window_size(1280, 1000)
-    if os.environ.get("KENPRUNE_SCREENSHOT"):  # keep it for a human to look at (one file per kind)
-        keep = Path(os.environ["KENPRUNE_SCREENSHOT"])
-        keep.with_name(f"{keep.stem}-{kind}{keep.suffix}").write_bytes(shot.read_bytes())
+    assert shot.stat().st_size > 0 and _non_blank(shot.read_bytes()) > 0.02, f"blank page screenshot {shot}"
+    if kind == "structured":
+        warning = browser.find_element("css selector", "p.warn")
+        assert warning.is_displayed() and "above its ideal" in warning.text
 
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
     assert errors == []

@@ -78,13 +78,42 @@ def test_matrix_type_and_labels():
     assert figures.layer_label("model.layers.12.mlp.up_proj") == "12"
 
 
-def test_kept_fraction_grid_cells_equal_the_fractions():
-    fractions = {f"enc.layer.{i}.{t}": 0.1 * i + (0.05 if t == "value.weight" else 0.0)
-                 for i in range(3) for t in ("query.weight", "value.weight")}
+def test_kept_fraction_grid_cells_equal_the_fractions_rows_in_layer_order():
+    # names in lexicographic order (as a file lists them): layer 10 before layer 2
+    names = sorted(f"enc.layer.{i}.{t}" for i in (0, 1, 2, 10) for t in ("query.weight", "value.weight"))
+    fractions = {n: 0.01 * int(n.split(".")[2]) + (0.05 if "value" in n else 0.0) for n in names}
     fractions["embeddings.word.weight"] = 0.7
-    fig = figures.kept_fraction_grid(fractions)
-    grid = np.ma.filled(fig.axes[0].images[0].get_array(), np.nan)
-    assert grid.shape == (3, 4)  # query, value, embeddings x layers 0-2 + other
-    np.testing.assert_allclose(grid[0, :3], [0.0, 0.1, 0.2])
-    np.testing.assert_allclose(grid[1, :3], [0.05, 0.15, 0.25])
-    assert grid[2, 3] == pytest.approx(0.7) and np.isnan(grid[0, 3]) and np.isnan(grid[2, 0])
+    fig = figures.kept_fraction_grid(fractions, title="KEN on a model with a long name: kept fraction per tensor "
+                                                      "(a title long enough to run off a narrow figure)")
+    ax = fig.axes[0]
+    grid = np.ma.filled(ax.images[0].get_array(), np.nan)
+    assert grid.shape == (5, 3)  # layers 0, 1, 2, 10 + other x query, value, embeddings
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2", "10", "other"]
+    np.testing.assert_allclose(grid[:4, 0], [0.0, 0.01, 0.02, 0.1])
+    np.testing.assert_allclose(grid[:4, 1], [0.05, 0.06, 0.07, 0.15])
+    assert grid[4, 2] == pytest.approx(0.7) and np.isnan(grid[4, 0]) and np.isnan(grid[0, 2])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    title = ax.title if ax.title.get_text() else ax._left_title
+    box = title.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width + 1, "the grid's title runs off the figure"
+
+
+def test_square_matrix_is_drawn_square():
+    mask = np.random.default_rng(1).random((384, 384)) < 0.25
+    for fig in (figures.mask_heatmap(mask, title="layer 0 query"), figures.neighbour_heatmap(mask)):
+        ax = fig.axes[0]
+        assert ax.get_aspect() == 1.0
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig).draw()
+        box = ax.get_window_extent()
+        assert box.width == pytest.approx(box.height, rel=0.02)
+
+
+def test_fitness_curves_draw_baselines():
+    fig = figures.fitness_curves({"evolution": ([10, 14], [5.0, 3.0])}, baselines={"uniform": 4.5, "owl": 4.0})
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert "uniform 4.5" in labels and "OWL 4" in labels

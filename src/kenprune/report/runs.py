@@ -43,6 +43,10 @@ class Run:
     subnetwork: Path | None = None  # KEN: the subnetwork file, for the mask views
     optimized: Path | None = None  # KEN: the optimized model folder
     pretrained: str | None = None  # KEN: the base model the subnetwork applies to
+    headline: str = ""  # one line a comparison table shows for this run
+    warnings: list[str] = field(default_factory=list)  # measurements not to be trusted, shown above the tables
+    notes: list[str] = field(default_factory=list)  # sentences shown instead of a figure that would say nothing
+    baselines: dict[str, float] = field(default_factory=dict)  # search: fitness of other allocations, same proxy
 
     @property
     def kind(self) -> str:
@@ -65,11 +69,18 @@ def format_number(value: float | None, digits: int = 4) -> str:
 
 
 def bytes_text(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
+    """Binary units, as the CLI prints them: 517.4 MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def percent(value: float) -> str:
+    """0.25 -> '25 %'; small or fine values keep one decimal."""
+    text = f"{100 * value:.1f}".removesuffix(".0")
+    return f"{text} %"
 
 
 def _rows(summary: dict[str, str], rows: Mapping[str, Any]) -> None:
@@ -100,18 +111,28 @@ def present(data: Any) -> Any:
 # ----------------------------------------------------------------------------- what every kind shares
 
 def _quality(run: Run) -> None:
-    """Quality rows (one per entry, labelled by its model), the change, the protocol and the plot's tuple."""
+    """One row per metric with every model side by side (references, before, after) and the change; the protocol
+    and the plot's tuple."""
     record = run.record
-    for q in record.quality:
-        run.summary[f"{q.metric} ({q.model})"] = format_number(q.value)
+    order = {"reference": 0, "before": 1, "after": 2}
+    for metric in dict.fromkeys(q.metric for q in record.quality):
+        entries = sorted((q for q in record.quality if q.metric == metric), key=lambda q: order[q.role])
+        text = ", ".join(f"{q.model} {format_number(q.value)}" for q in entries)
+        before, after = record.quality_of("before", metric), record.quality_of("after", metric)
+        if before is not None and after is not None and before.value:
+            text += f" ({after.model} vs {before.model}: {(after.value - before.value) / before.value:+.1%})"
+        run.summary[metric] = text
     main = record.quality_of("after") or record.quality_of("before")
     if main is None:
         return
     before, after = record.quality_of("before", main.metric), record.quality_of("after", main.metric)
     run.quality = (main.metric, before and before.value, after and after.value)
-    if before is not None and after is not None and before.value:
-        run.summary[f"{main.metric} change"] = f"{(after.value - before.value) / before.value:+.1%}"
     run.protocol = {"metric": main.metric, "data": main.data, **main.protocol}
+
+
+def _quality_text(run: Run) -> str:
+    """'perplexity 35' (after), for a comparison table."""
+    return f"{run.quality[0]} {format_number(run.quality[2])}" if run.quality and run.quality[2] is not None else ""
 
 
 def _head(run: Run) -> None:
@@ -124,6 +145,8 @@ def _head(run: Run) -> None:
                                  record.layer_quantity or "value")
     run.sparsity = record.sparsity
     run.series = run.method
+    run.headline = ", ".join(x for x in (run.method, f"sparsity {format_number(run.sparsity, 3)}"
+                                         if run.sparsity is not None else "", _quality_text(run)) if x)
 
 
 def _tail(run: Run) -> None:
@@ -140,32 +163,106 @@ def _tail(run: Run) -> None:
         run.summary["versions"] = ", ".join(f"{k} {v}" for k, v in versions.items())
 
 
+def _spread(values: list[float], unit: str, digits: int = 3) -> tuple[float, float, str]:
+    """(median, max - min, 'median 0.412 s over 5 repeats, range 0.405-0.431 s') of per-round measurements."""
+    ordered = sorted(float(v) for v in values)
+    n = len(ordered)
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+    width = ordered[-1] - ordered[0]
+    if n == 1:
+        return median, 0.0, f"{median:.{digits}g} {unit} (1 repeat: no spread known)"
+    return median, width, (f"{median:.{digits}g} {unit}, median of {n} repeats "
+                           f"(range {ordered[0]:.{digits}g}-{ordered[-1]:.{digits}g})")
+
+
+def _latency(run: Run, latency: Mapping[str, Any]) -> None:
+    """Prefill and decode, dense against pruned, with their repeats and spread; speed-ups with their ideal.
+
+    A speed-up above its ideal, or a difference smaller than the spread of its repeats, is a warning (the record's
+    own `flags` first), and the speed-up is then not printed as a result."""
+    dense, pruned = latency.get("dense") or {}, latency.get("pruned") or {}
+    speedup = latency.get("speedup") or {}
+    flags = [str(f) for f in latency.get("flags") or []]
+    for phase, key, unit, faster in (("prefill", "prefill_seconds", "s", "lower"),
+                                     ("decode", "decode_tokens_per_second", "tokens/s", "higher")):
+        rows, medians, widths = [], {}, {}
+        for label, side in (("dense", dense), ("pruned", pruned)):
+            values = side.get(f"{key}_all") or ([side[key]] if isinstance(side.get(key), (int, float)) else [])
+            if values:
+                medians[label], widths[label], text = _spread(values, unit)
+                rows.append(f"{label} {text}")
+        if rows:
+            run.summary[f"{phase} ({faster} is faster)"] = "; ".join(rows)
+        measured, ideal = speedup.get(f"{phase}_measured"), speedup.get(f"{phase}_ideal")
+        trusted = True
+        if isinstance(measured, (int, float)) and isinstance(ideal, (int, float)) and measured > ideal * 1.02:
+            trusted = False
+            if not any(phase in f and "ideal" in f for f in flags):
+                flags.append(f"{phase} speed-up {measured:.2f}x is above its ideal {ideal:.2f}x: "
+                             f"the timing is not trustworthy")
+        if len(medians) == 2 and max(widths.values()) > abs(medians["dense"] - medians["pruned"]):
+            trusted = False
+            if not any(phase in f and "spread" in f for f in flags):
+                flags.append(f"{phase}: the spread of the repeats ({max(widths.values()):.3g} {unit}) is wider than "
+                             f"the difference between dense and pruned "
+                             f"({abs(medians['dense'] - medians['pruned']):.3g} {unit}): no measured effect")
+        if isinstance(measured, (int, float)):
+            ideal_text = f" (ideal {ideal:.2f}x)" if isinstance(ideal, (int, float)) else ""
+            run.summary[f"{phase} speed-up"] = (f"{measured:.2f}x{ideal_text}" if trusted else
+                                                f"not a result: measured {measured:.2f}x{ideal_text}, see the warning")
+    run.warnings += flags
+
+
 # ----------------------------------------------------------------------------- one function per kind
 
 RUN_KINDS: Registry[Callable[[Run], None]] = Registry("run kind")
 
 
+def _uniform(values: list[float], target: float | None) -> bool:
+    """Every layer at the target (or all equal when there is none): a bar chart would say nothing."""
+    if not values:
+        return False
+    reference = values[0] if target is None else target
+    return all(abs(v - reference) <= 1e-6 for v in values)
+
+
+def _uniform_note(run: Run, what: str) -> None:
+    layers = run.layers
+    if layers is not None and _uniform(layers.values, layers.target):
+        run.notes.append(f"Every one of the {len(layers.values)} {what}s has {layers.quantity} "
+                         f"{format_number(layers.values[0], 3)}: a uniform run, so there is no per-{what} chart.")
+        run.layers = None
+
+
 @RUN_KINDS.register("prune", "kenprune prune: unstructured / N:M pruning with per-Linear sparsity")
 def prune_view(run: Run) -> None:
     d = run.record.details
-    target = d["target"]
+    target, sizes = d["target"], d["sizes"]
     numeric_target = float(target) if isinstance(target, (int, float)) else None
-    run.summary["sparsity"] = format_number(d["sparsity"], 3) + (
-        f" (target {format_number(numeric_target, 3)})" if numeric_target is not None else f" (target {target})")
-    _rows(run.summary, {"pattern": d["pattern"], "group": d.get("group"),
-                        "overall sparsity (all parameters)": _fraction(d["overall"]["sparsity"])})
+    target_text = ("" if target is None else f" (target {format_number(numeric_target, 3)})"
+                   if numeric_target is not None else f" (target {target})")
+    run.summary["sparsity"] = format_number(d["sparsity"], 3) + target_text
+    _rows(run.summary, {"pattern": d.get("pattern"), "group": d.get("group"),
+                        "overall sparsity (all parameters)": _fraction((d.get("overall") or {}).get("sparsity"))})
     allocation = d.get("allocation")
     if allocation:
         _rows(run.summary, {"allocation": allocation["spec"],
                             "allocation weighted mean": _fraction(allocation.get("weighted_mean"))})
         if allocation["spec"] != "uniform":
             run.series = f"{run.method} + {allocation['spec']}"
-    sizes = d["sizes"]
-    _rows(run.summary, {"dense folder": _bytes(sizes["dense_folder_bytes"]),
-                        "sparse vs dense (same dtype)": _fraction(sizes["sparse_vs_dense_same_dtype"])})
-    run.protocol["calibration"] = d["calibration"]
+    dense, sparse, ratio = (sizes.get(k) for k in ("dense_folder_bytes", "sparse_file_bytes",
+                                                   "sparse_vs_dense_same_dtype"))
+    if dense is not None and sparse is not None:
+        run.summary["size bought"] = (f"sparse file {bytes_text(sparse)} vs dense folder {bytes_text(dense)}"
+                                      + (f" ({format_number(ratio, 3)} of the dense tensors in the same dtype)"
+                                         if ratio is not None else ""))
+    if d.get("latency"):
+        _latency(run, d["latency"])
+    if d.get("calibration"):
+        run.protocol["calibration"] = d["calibration"]
     if run.layers is not None:
         run.layers.target = numeric_target
+    _uniform_note(run, "layer")
 
 
 @RUN_KINDS.register("structured", "kenprune prune --method structured: whole heads and channels removed")
@@ -174,13 +271,14 @@ def structured_view(run: Run) -> None:
     plan = d["plan"]
     _rows(run.summary, {"block parameters removed": _fraction(d["block_parameters_removed"]),
                         "parameters": f"{d['parameters_before']:,} -> {d['parameters_after']:,}",
-                        "importance": d["importance"], "attention unit": d["attention_unit"],
-                        "plan ratio": _fraction(plan["ratio"]), "uniform widths": d["uniform_widths"]})
-    speedup = (d.get("latency") or {}).get("speedup")
-    if speedup:
-        _rows(run.summary, {
-            "prefill speedup": f"{speedup['prefill_measured']:.2f}x (ideal {speedup['prefill_ideal']:.2f}x)",
-            "decode speedup": f"{speedup['decode_measured']:.2f}x (ideal {speedup['decode_ideal']:.2f}x)"})
+                        "importance": d.get("importance"), "attention unit": d.get("attention_unit"),
+                        "plan ratio": _fraction(plan["ratio"]),
+                        "widths": None if d.get("uniform_widths") is None else
+                        ("the same in every block" if d["uniform_widths"] else "differ between blocks")})
+    if d.get("latency"):
+        _latency(run, d["latency"])
+    run.headline = (f"{run.method}, {percent(float(d['block_parameters_removed']))} of block parameters removed"
+                    + (f", {_quality_text(run)}" if _quality_text(run) else ""))
     if run.layers is not None:
         run.layers.target = float(plan["ratio"])
 
@@ -188,13 +286,25 @@ def structured_view(run: Run) -> None:
 @RUN_KINDS.register("ken", "kenprune ken: a KEN subnetwork with per-tensor kept fractions")
 def ken_view(run: Run) -> None:
     d = run.record.details
-    totals, sizes = d["totals"], d["sizes"]
-    _rows(run.summary, {"k": d["k"], "kernel": d["kernel"], "value dtype": d["value_dtype"],
+    totals, sizes = d["totals"], d.get("sizes") or {}
+    kept = totals["kept_fraction_of_selected"]
+    _rows(run.summary, {"kept": f"{percent(kept)} of selected values (k = {d['k']} per row)",
+                        "kernel": d.get("kernel"), "value dtype": d.get("value_dtype"),
                         "pre-trained": d["pretrained"].get("name"), "fine-tuned": d["finetuned"].get("name"),
-                        "kept fraction of selected tensors": _fraction(totals["kept_fraction_of_selected"]),
-                        "stored fraction of all parameters": _fraction(totals["stored_fraction"]),
-                        "subnetwork vs fine-tuned file": _fraction(sizes["ratio"]),
-                        "clipped tensors": len(d["clipped_tensors"]) or None})
+                        "stored": None if totals.get("stored_fraction") is None else
+                        f"{percent(totals['stored_fraction'])} of all parameters",
+                        "clipped tensors": len(d.get("clipped_tensors") or []) or None})
+    if sizes.get("subnetwork_bytes") is not None and sizes.get("finetuned_safetensors_bytes") is not None:
+        run.summary["files"] = (f"subnetwork {bytes_text(sizes['subnetwork_bytes'])} vs fine-tuned "
+                                f"{bytes_text(sizes['finetuned_safetensors_bytes'])}"
+                                + (f" ({percent(sizes['ratio'])})" if sizes.get("ratio") is not None else ""))
+    ken, tuned = run.record.quality_of("after"), next(
+        (q for q in run.record.quality if q.role == "reference" and q.model == "fine-tuned"), None)
+    if ken is not None and tuned is not None and tuned.metric == ken.metric and tuned.value:
+        run.summary[ken.metric] += f" ({ken.model} vs fine-tuned: {(ken.value - tuned.value) / tuned.value:+.1%})"
+    run.sparsity = None  # KEN keeps a fraction of selected values: not a pruning sparsity to plot or list
+    run.headline = ", ".join(x for x in (f"KEN, kept {percent(kept)} of selected values",
+                                         run.summary.get(ken.metric) if ken is not None else "") if x)
     subnetwork, model = run.record.file("subnetwork"), run.record.file("model")
     if subnetwork is not None and (run.path / subnetwork.path).is_file():
         run.subnetwork = run.path / subnetwork.path
@@ -214,22 +324,36 @@ def ken_apply_view(run: Run) -> None:
     model = run.record.file("model")
     run.optimized = run.path / model.path if model is not None and (run.path / model.path).is_dir() else None
     run.pretrained = base.get("source")
+    run.headline = f"KEN subnetwork applied to {base.get('name') or 'its base model'}"
 
 
 @RUN_KINDS.register("search", "kenprune search: allocation search with per-generation history")
 def search_view(run: Run) -> None:
     d = run.record.details
     result, search = d["result"], d["search"]
-    run.histories[search["strategy"]] = ([float(h["evaluations"]) for h in result["history"]],
-                                         [float(h["best_fitness"]) for h in result["history"]])
-    _rows(run.summary, {"best fitness": f"{format_number(d['fitness'])}: {d['function']}",
-                        "allocation found": d["allocation"], "target sparsity": _fraction(d["target"]),
-                        "lambda": d["lambda"], "strategy": search["strategy"],
-                        "evaluations": result["evaluations"], "generations": result["generations"],
-                        "rejected candidates": result.get("rejected"), "executor": d["executor"]["kind"]})
+    history = result.get("history") or []
+    if len(history) > 1:
+        run.histories[search["strategy"]] = ([float(h["evaluations"]) for h in history],
+                                             [float(h["best_fitness"]) for h in history])
+    else:
+        run.notes.append(f"The search ran {len(history) or 'no'} generation{'s' if len(history) != 1 else ''} "
+                         f"({result.get('evaluations', 0)} evaluations): best fitness {format_number(d['fitness'])}, "
+                         f"no progress over evaluations to draw.")
+    run.baselines = {k: float(v) for k, v in (d.get("baselines") or {}).items() if isinstance(v, (int, float))}
+    against = ", ".join(f"{'OWL' if k == 'owl' else k} {format_number(v)}" for k, v in run.baselines.items())
+    _rows(run.summary, {"best fitness": f"{format_number(d['fitness'])} for {d['function']} (lower is better"
+                                        + (f"; same proxy: {against})" if against else ")"),
+                        "allocation found": d["allocation"], "target sparsity": _fraction(d.get("target")),
+                        "lambda": d.get("lambda"), "strategy": search["strategy"],
+                        "evaluations": result.get("evaluations"), "generations": result.get("generations"),
+                        "rejected candidates": result.get("rejected"),
+                        "executor": (d.get("executor") or {}).get("kind")})
     run.series = f"{run.method} + {d['allocation']}"
+    run.headline = (f"{search['strategy']} search for {run.method}: best fitness {format_number(d['fitness'])}"
+                    + (f" ({against})" if against else ""))
     if run.layers is not None:
         run.layers.target = float(d["target"])
+    _uniform_note(run, "block")
 
 
 @RUN_KINDS.register("recover", "kenprune recover: LoRA fine-tuning of a pruned model, quality before and after")
