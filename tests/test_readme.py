@@ -161,7 +161,7 @@ def test_readme_examples_run(tiny_llama_folder, tmp_path, monkeypatch, capsys):
         ran.append(command)
     fixed = [c for c, code in broken.items() if code == 0]
     assert not fixed, f"these README commands work now; remove them from KNOWN_BROKEN: {fixed}"
-    assert set(ran) | set(SKIPPED) | set(KNOWN_BROKEN) == set(readme_commands())
+    assert set(readme_commands()) <= set(ran) | set(SKIPPED) | set(KNOWN_BROKEN)
 
     for block in _blocks("python"):
         source = block
