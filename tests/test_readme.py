@@ -44,7 +44,8 @@ COMMANDS = {
     "kenprune models": [],
     "kenprune data --tokenizer smollm2-135m": [],
     "kenprune eval --model smollm2-135m --data wiki:test --seqlen 512 --max-windows 16": [],
-    "kenprune finetune --model minilm-l6 --data pang-lee --steps 40 --out ft/": ["--eval-windows", "1"],
+    "kenprune finetune --model minilm-l6 --data pang-lee --steps 40 --out ft/":
+        ["--seqlen", "32", "--eval-windows", "1"],
     "kenprune ken --finetuned ft/ --k 0.25 --out ken/ --eval pang-lee:test": [],
     "kenprune ken apply --base ft/initial --subnetwork ken/subnetwork.safetensors --out rebuilt/": [],
     "kenprune prune --model smollm2-135m --method wanda --sparsity 0.5 [--pattern 2:4] --calib wiki:calib "
@@ -64,7 +65,8 @@ COMMANDS = {
     "[--global-ranking] --out structured/ --eval wiki:test":
         # the latency comparison is a timing measurement (prefill of 512 tokens), not the example's mechanics
         [*SHORT_CALIB, *SHORT_EVAL, "--no-latency"],
-    "kenprune recover --model structured/ --data wiki:calib --steps 200 --out recovered/": SHORT_EVAL,
+    "kenprune recover --model structured/ --data wiki:calib --steps 200 --out recovered/":
+        ["--seqlen", "64", *SHORT_EVAL],
 }
 
 # README command -> why it does not run here
