@@ -6,7 +6,8 @@ from kenprune.cli import main
 
 @pytest.mark.parametrize("spec,message", [
     ("dsa:abslog|variance|atan", "unknown reduction operation 'variance'"),
-    ("lumpy", "unknown allocation 'lumpy'; choose one of: uniform, global, er, er-plus, owl, dsa"),
+    ("lumpy", "unknown allocation 'lumpy'; choose one of: uniform, global, er, er-plus, owl, dsa, "
+              "or give a JSON file written by `kenprune search`"),
     ("owl:k=3", "bad option 'k=3'"),
     ("nothere.json", "allocation file nothere.json does not exist"),
 ])

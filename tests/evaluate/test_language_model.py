@@ -105,3 +105,16 @@ def test_window_nll_falls_back_to_full_logits_when_the_model_post_processes_them
     windows = random_windows(2, 24)
     with torch.no_grad():
         assert torch.allclose(evaluate.window_nll(model, windows), _full_logits_nll(model, windows), rtol=1e-6)
+
+
+def test_an_encoder_has_no_evaluator_and_the_error_says_how_to_fine_tune():
+    from kenprune.errors import KenpruneError
+    from kenprune.evaluate import evaluator_for
+
+    with pytest.raises(KenpruneError) as info:
+        evaluator_for("encoder")
+    message = str(info.value)
+    assert "no evaluator for an encoder model" in message
+    assert "kenprune finetune --model minilm-l6 --data pang-lee --out ft/" in message
+    with pytest.raises(KenpruneError, match="accuracy needs a sequence-classification model, not an encoder model"):
+        evaluator_for("encoder", "accuracy")

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import tiny_llama_folder  # noqa: F401  (fixture)
-
 
 def snapshot(folder: Path) -> dict[str, str]:
     """sha256 of every file under `folder`, by relative path: to prove pre-existing data is untouched."""

@@ -72,7 +72,7 @@ def resolve_allocation(spec: str, layers: LayerSource, target: float, *, lam: fl
     if spec.endswith(".json") or path.is_file():
         return _from_file(path, layers, target)
     name, _, arg = spec.partition(":")
-    allocator = ALLOCATORS.get(name)
+    allocator = _allocator(name, spec)
     layer_list = list(layers(allocator.needs_scores) if callable(layers) else layers)
     if not layer_list:
         raise KenpruneError("the model has no prunable layers to allocate over")
@@ -99,7 +99,7 @@ def check_allocation(spec: str) -> None:
             check_allocation(data["allocation"])
         return
     name, _, arg = spec.partition(":")
-    allocator = ALLOCATORS.get(name)
+    allocator = _allocator(name, spec)
     if name == "dsa":
         from .dsa import parse
 
@@ -108,6 +108,14 @@ def check_allocation(spec: str) -> None:
         parse(arg)
     else:
         _parse_options(arg, allocator.options, spec)
+
+
+def _allocator(name: str, spec: str):
+    """The registered allocator `name`; an unknown one says a JSON file (from `kenprune search`) works too."""
+    if name in ALLOCATORS:
+        return ALLOCATORS.get(name)
+    raise KenpruneError(f"unknown allocation {spec!r}; choose one of: {', '.join(ALLOCATORS.names())}, "
+                        f"or give a JSON file written by `kenprune search` (e.g. search/best.json)")
 
 
 def _parse_options(arg: str, allowed: tuple[str, ...], spec: str) -> dict[str, float]:

@@ -25,16 +25,35 @@ COMMAND_MODULES = (
 )
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows every option's default, unless its text already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.option_strings and "default" not in text and action.default not in (None, False, [])
+                and action.default is not argparse.SUPPRESS and action.nargs != 0):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every command's parser (nested ones too) shows defaults the same way."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kenprune",
         description="Prune transformer models and prove it with measurements.",
     )
     parser.add_argument("--version", action="version", version=f"kenprune {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and show tracebacks")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"kenprune.cli.{name}").register(subparsers)
     return parser

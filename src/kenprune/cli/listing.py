@@ -14,13 +14,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from .. import provenance
     from ..models.loading import MODELS
 
     print(f"{'name':<14} {'task':<24} description")
     for entry in MODELS.entries():
         spec = entry.value
         print(f"{spec.name:<14} {spec.task:<24} {spec.description}")
+        if spec.optional:
+            print(f"{'':<14} {'':<24} optional: {spec.install}")
     print("\nAny local Hugging Face folder or hub id (org/name) works too.")
+    print(f"Conversions are cached in {provenance.cache_root()} "
+          "($KENPRUNE_CACHE, else $XDG_CACHE_HOME/kenprune, else ~/.cache/kenprune).")
     return 0
 
 

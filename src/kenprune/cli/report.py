@@ -26,9 +26,35 @@ def run(args: argparse.Namespace) -> int:
     require_matplotlib()
     from ..report import write_report
 
-    out = write_report(args.run_dirs, out=args.out)
+    out = write_report(run_paths(args.run_dirs), out=args.out)
     print(f"report written: open {out.resolve().as_uri()}")
     return 0
+
+
+def run_paths(paths: list[str]) -> list[str]:
+    """The run folders among several paths (`kenprune report kenprune-demo/*` also matches report.html and
+    report-figures/): the others are skipped with one line naming them and why. A single path, a missing
+    path or a list with no run folder at all is left to the report, whose error names the problem."""
+    import sys
+    from pathlib import Path
+
+    from ..record import RECORD_FILE, is_run_folder
+
+    if len(paths) < 2:
+        return paths
+    kept, skipped = [], []
+    for path in paths:
+        p = Path(path)
+        if not p.exists() or is_run_folder(p) or (p.is_file() and p.name == RECORD_FILE):
+            kept.append(path)
+        else:
+            skipped.append(f"{path} ({'a file' if p.is_file() else f'no {RECORD_FILE}'})")
+    if not kept:
+        return paths
+    if skipped:
+        print(f"kenprune: skipped {len(skipped)} path{'s' * (len(skipped) > 1)} that "
+              f"{'are' if len(skipped) > 1 else 'is'} not a run folder: {', '.join(skipped)}", file=sys.stderr)
+    return kept
 
 
 def write_report_quietly(run_dir) -> None:

