@@ -78,12 +78,7 @@ NOT_COMMANDS = ("./scripts/", ". .venv/bin/activate")
 
 # README commands that fail today for a reason outside this test's reach -> the reason; they still run,
 # and the test fails once they succeed so the entry is removed
-KNOWN_BROKEN = {
-    # a fragment matches query.weight and query.bias on BERT: kenviz's matching (src/kenprune/report/kenviz.py,
-    # another developer's part) should prefer the 2-D weight matrix, as a KEN_viz "matrix" is one
-    "kenprune viz --optimized ken/subnetwork.safetensors --matrix query": "matches query.weight and query.bias",
-    "from kenprune import ken_viz": "'attention.self.query' matches query.weight and query.bias",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 
 # ```python blocks (by their first line) -> (README text, smoke text) replacements
 PYTHON = {

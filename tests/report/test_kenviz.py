@@ -62,3 +62,10 @@ def test_masks_straight_from_a_subnetwork_file(tmp_path, run_dirs, ken_pair):
 
     html = write_report(run_dirs["ken"]).read_text()
     assert html.count('<figure id="fig-ken-run-') == 4  # per-tensor grid + matrix, neighbours, all layers
+
+
+def test_a_fragment_means_the_weight_matrix_not_its_bias():
+    from kenprune.report.kenviz import matrix_family
+
+    names = [f"encoder.layer.{i}.attention.self.query.{p}" for i in range(2) for p in ("weight", "bias")]
+    assert matrix_family("query", names) == [f"encoder.layer.{i}.attention.self.query.weight" for i in range(2)]

@@ -46,6 +46,9 @@ def matrix_family(pattern: str, names: Iterable[str]) -> list[str]:
         raise KenpruneError(f"no tensor matches --matrix {pattern!r}; matrix types in this model include: "
                             f"{', '.join(types[:12])}{' ...' if len(types) > 12 else ''}")
     types = sorted({figures.matrix_type(n) for n in matches})
+    weights = [n for n in matches if n.endswith(".weight")]
+    if len(types) > 1 and weights and len({figures.matrix_type(n) for n in weights}) == 1:
+        matches, types = weights, [figures.matrix_type(weights[0])]  # `query` means the matrix, not its bias
     if len(types) > 1:
         raise KenpruneError(f"--matrix {pattern!r} matches {len(types)} matrix types ({', '.join(types[:6])}); "
                             f"give a longer pattern, e.g. {types[0].replace('N', '0')!r}")
@@ -151,9 +154,23 @@ def family_masks(matrix: str, masks: dict[str, np.ndarray]) -> KenMasks:
     return KenMasks(matrix, {n: masks[n] for n in matrix_family(matrix, masks)})
 
 
+def inside_run(ref: str | Path | None) -> str | Path | None:
+    """What a run folder holds for KEN_viz: its subnetwork file, else its model folder (any other ref as given)."""
+    if ref is None or not Path(ref).is_dir():
+        return ref
+    from ..record import is_run_folder, read
+
+    if not is_run_folder(ref) or (Path(ref) / "config.json").exists():
+        return ref
+    record = read(ref)
+    entry = record.file("subnetwork") or record.file("model")
+    return Path(ref) / entry.path if entry is not None else ref
+
+
 def load_masks(pretrained: str | Path | None, optimized: str | Path, matrix: str) -> KenMasks:
     """Kept masks of the matrix family `matrix`: from a subnetwork file's positions, or by comparing
-    the optimized model with the pre-trained one (folders, .safetensors files or registry names)."""
+    the optimized model with the pre-trained one (folders, run folders, .safetensors files or registry names)."""
+    pretrained, optimized = inside_run(pretrained), inside_run(optimized)
     if is_subnetwork(optimized):
         return family_masks(matrix, subnetwork_masks(optimized))
     if pretrained is None:
