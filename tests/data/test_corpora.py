@@ -59,7 +59,7 @@ def test_text_corpus_reads_files_and_folders(tmp_path):
     (tmp_path / "sub" / "b.txt").write_text("second file")
     docs = load_documents(f"text:{tmp_path}")
     assert [d.text for d in docs] == ["hello world", "second file"]
-    with pytest.raises(KenpruneError, match="does not exist"):
+    with pytest.raises(KenpruneError, match="no such text file or folder"):
         parse_data_ref(f"text:{tmp_path / 'missing.txt'}")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "e.txt").write_text("   \n")
