@@ -331,3 +331,19 @@ def test_square_ken_matrix_is_drawn_with_equal_aspect(tmp_path):
     views = matrix_figures(family_masks("attn.q", masks))
     for fig in views.values():
         assert fig.axes[0].get_aspect() == 1.0
+
+
+def test_equal_blocks_off_their_target_are_one_sentence_too(run_dirs, tmp_path):
+    """Structured widths round to multiples of 8, so every block can sit at 0.211 for a 0.2 target."""
+    record = rec.read(run_dirs["structured"])
+    for layer in record.layers:
+        layer.value = 0.2109
+    rec.write(record, tmp_path)
+    run = read_run(tmp_path)
+    assert run.layers is None and run.notes[-1] == ("Every one of the 4 blocks has removed fraction 0.211 (target 0.2): "
+                                                     "a uniform run, so there is no per-block chart.")
+
+
+def test_a_search_report_is_titled_as_a_search(run_dirs, tmp_path):
+    html = write_report(run_dirs["search"], out=tmp_path / "s.html").read_text()
+    assert "kenprune report: wanda allocation search on smollm2-135m" in html

@@ -315,7 +315,9 @@ def write_report(run_dirs: list[str | Path] | str | Path, out: str | Path | None
     sections = [run_section(r) for r in runs]
     if len(runs) > 1:
         sections.insert(0, comparison_section(runs))
-    title = (f"kenprune report: {runs[0].method} on {runs[0].model}" if len(runs) == 1
+    what = {"search": f"{runs[0].method} allocation search", "ken-apply": "KEN rebuild"}.get(runs[0].kind,
+                                                                                           runs[0].method)
+    title = (f"kenprune report: {what} on {runs[0].model}" if len(runs) == 1
              else f"kenprune report: {comparison_title(runs).removeprefix('Comparison: ')}")
     return _write_page(out, title, ", ".join(r.name for r in runs), sections)
 

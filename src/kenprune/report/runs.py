@@ -211,19 +211,19 @@ def _latency(run: Run, latency: Mapping[str, Any]) -> None:
 RUN_KINDS: Registry[Callable[[Run], None]] = Registry("run kind")
 
 
-def _uniform(values: list[float], target: float | None) -> bool:
-    """Every layer at the target (or all equal when there is none): a bar chart would say nothing."""
-    if not values:
-        return False
-    reference = values[0] if target is None else target
-    return all(abs(v - reference) <= 1e-6 for v in values)
+def _uniform(values: list[float]) -> bool:
+    """Every layer at the same value: a bar chart would say nothing."""
+    return bool(values) and max(values) - min(values) <= 1e-6
 
 
 def _uniform_note(run: Run, what: str) -> None:
     layers = run.layers
-    if layers is not None and _uniform(layers.values, layers.target):
+    if layers is not None and _uniform(layers.values):
+        value, target = layers.values[0], layers.target
+        off_target = (f" (target {format_number(target, 3)})" if target is not None and abs(value - target) > 1e-6
+                      else "")
         run.notes.append(f"Every one of the {len(layers.values)} {what}s has {layers.quantity} "
-                         f"{format_number(layers.values[0], 3)}: a uniform run, so there is no per-{what} chart.")
+                         f"{format_number(value, 3)}{off_target}: a uniform run, so there is no per-{what} chart.")
         run.layers = None
 
 
@@ -274,6 +274,7 @@ def structured_view(run: Run) -> None:
                     + (f", {_quality_text(run)}" if _quality_text(run) else ""))
     if run.layers is not None:
         run.layers.target = float(plan["ratio"])
+    _uniform_note(run, "block")
 
 
 @RUN_KINDS.register("ken", "kenprune ken: a KEN subnetwork with per-tensor kept fractions")
