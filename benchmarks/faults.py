@@ -91,14 +91,16 @@ def main() -> None:
             argv = cmds[name] + ["--out", str(out)]
             code, _ = kenprune(argv, kill=(sig, at))
             finished_first = code == 0
+            # the run folder can be whole although the signal came later (e.g. while the report was drawn)
+            complete = (out / "run.json").is_file() and read(out).kind == name
             debris_after_signal = len(debris(work)) if sig != signal.SIGKILL else 0
             code_ok = finished_first or code == EXIT.get(sig, -signal.SIGKILL)
-            rerun = argv + (["--overwrite"] if finished_first and name != "search" else [])
+            rerun = argv + (["--overwrite"] if complete and name != "search" else [])
             kenprune(rerun)
             record = read(out)
             rows.append({
                 "trial": trial, "command": name, "signal": signal.Signals(sig).name, "at_s": round(at, 1),
-                "finished_first": finished_first, "exit_code_ok": code_ok,
+                "finished_first": finished_first, "whole_before_rerun": complete, "exit_code_ok": code_ok,
                 "debris_after_signal": debris_after_signal, "user_files_intact": snapshot(mine) == before,
                 "rerun_complete": record.kind == name, "debris_after_rerun": len(debris(work)),
                 "resumed_equal": (record.details["function"] == reference) if name == "search" else None,
