@@ -100,7 +100,8 @@ def main() -> None:
             record = read(out)
             rows.append({
                 "trial": trial, "command": name, "signal": signal.Signals(sig).name, "at_s": round(at, 1),
-                "finished_first": finished_first, "whole_before_rerun": complete, "exit_code_ok": code_ok,
+                "finished_first": finished_first, "whole_before_rerun": complete, "exit_code": code,
+                "exit_code_ok": code_ok,
                 "debris_after_signal": debris_after_signal, "user_files_intact": snapshot(mine) == before,
                 "rerun_complete": record.kind == name, "debris_after_rerun": len(debris(work)),
                 "resumed_equal": (record.details["function"] == reference) if name == "search" else None,
