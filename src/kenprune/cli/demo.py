@@ -100,8 +100,7 @@ def interpretation(pruned, tuned, kept) -> list[str]:
         f"tensors outside the blocks ({dense_share:.0%} of the weights) stay dense, as in the papers, and every "
         f"weight costs one bit of mask (--include-embeddings prunes the embedding too).",
         f"Perplexity went from {before.value:.2f} to {after.value:.2f} ({after.value / before.value:.1f}x). "
-        f"Small models lose more at 50 % than the 7B models of the papers; the full protocol of "
-        f"benchmarks/llm_prune.py (128 calibration windows, 32 evaluation windows) gives 24.86 -> 57.7. The "
+        f"The full protocol of benchmarks/llm_prune.py (128 calibration windows, 32 evaluation windows) gives 24.86 -> 57.7. The "
         f"dense figure here ({before.value:.2f}) differs from that 24.86 because the demo evaluates only the "
         f"first {windows} windows of wiki:test.",
         f"KEN kept {kept.details['totals']['kept_fraction_of_selected']:.0%} of the fine-tuned values per row "

@@ -46,9 +46,10 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
     plan = PrunePlan(settings.ratio, settings.keep_first, settings.keep_last, settings.round_to,
                      settings.global_ranking)
     timer = StageTimer()
+    windows = None
     if IMPORTANCE.get(settings.importance).gradients and settings.ratio > 0:
-        with timer.stage("check_calibration"):  # a too-large request fails in seconds, before the weights load
-            windows_for(load_tokenizer(model), calibration)
+        with timer.stage("calibration_data"):  # before the weights load: a too-large request fails in seconds
+            windows = windows_for(load_tokenizer(model), calibration)
     with timer.stage("load"):
         loaded = load_model(model)
     identity = loaded.identity()
@@ -57,7 +58,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
         result = prune_structured(loaded, plan, importance=settings.importance,
                                   attention_unit=settings.attention_unit, calib=calibration.data,
                                   nsamples=calibration.samples, seqlen=calibration.seqlen, seed=calibration.seed,
-                                  blocks_per_pass=settings.blocks_per_pass, progress=progress)
+                                  blocks_per_pass=settings.blocks_per_pass, windows=windows, progress=progress)
     summary = result.to_dict()
     record = new_record("structured", identity, "structured",
                         given(model=model, structured=settings, calibration=calibration, evaluation=evaluation),

@@ -9,27 +9,18 @@ is left out, the fine-tuned folder's record supplies it (`initial/`, else the ba
 from __future__ import annotations
 
 import copy
-import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 
 from .. import __version__, provenance
 from ..errors import KenpruneError
-from ..fileio import atomic_dir, write_json
-from ..measure import StageTimer, path_bytes
+from ..measure import path_bytes
 from .apply import (KenSelection, KSpec, MaskFn, check_compatible, differing, select_masks, select_tensors,
-                    tensor_table, unique_parameters)
-from .kernels import KERNELS
-from .subnetwork import VALUE_DTYPES, Subnetwork, read_subnetwork, write_subnetwork
-
-log = logging.getLogger(__name__)
-SUBNETWORK_FILE = "subnetwork.safetensors"
-SUMMARY_FILE = "ken.json"
-MODEL_DIR = "model"
+                    unique_parameters)
+from .subnetwork import VALUE_DTYPES, Subnetwork
 
 
 def default_pretrained(finetuned_record: dict, finetuned_source: str) -> str:

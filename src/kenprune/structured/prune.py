@@ -43,10 +43,11 @@ class StructuredResult:
 def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = "taylor",
                      attention_unit: str = "auto", calib: str = "wiki:calib", nsamples: int = 10,
                      seqlen: int = 128, seed: int = 0, blocks_per_pass: int | None = None,
-                     progress: bool = True) -> StructuredResult:
+                     windows: torch.Tensor | None = None, progress: bool = True) -> StructuredResult:
     """Remove the least important heads and MLP channels of `loaded.model` in place.
 
-    Every check (family, ratio, head counts) runs before the first weight changes.
+    Every check (family, ratio, head counts) runs before the first weight changes. `windows`: the
+    calibration windows when the caller already cut them (else they come from calib/nsamples/seqlen/seed).
     """
     model = loaded.model
     adapter = structured_adapter_for(model)
@@ -61,7 +62,8 @@ def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = 
     stats = None
     pruned = set(plan.pruned_blocks(n_blocks))
     if estimator.gradients and plan.ratio > 0:
-        windows = calibration_windows(loaded.tokenizer, calib, nsamples=nsamples, seqlen=seqlen, seed=seed)
+        if windows is None:
+            windows = calibration_windows(loaded.tokenizer, calib, nsamples=nsamples, seqlen=seqlen, seed=seed)
         calibration = {"data": calib, "nsamples": nsamples, "seqlen": seqlen, "seed": seed}
         stats = collect_gradients(model, [g for g in groups if g.block in pruned], windows,
                                   second_order=estimator.gradients >= 2, blocks_per_pass=blocks_per_pass,
