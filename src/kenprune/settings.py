@@ -195,17 +195,45 @@ class StructuredSettings(Settings):
     blocks_per_pass: int | None = None
     latency: bool = True
     latency_repeats: int = 5
+    # seed-list systems (issue 20): Beta-Rank's beta, selection stability, training after/while pruning
+    beta: float = 0.5
+    stability: int = 0  # 0: off; N >= 2: N selections from different calibration subsets and seeds
+    steps: int = 0  # 0: no training; else LoRA recovery steps (polarization: gate + LoRA steps)
+    train_data: str = "lee"
+    train_seqlen: int = 256
+    from_scratch: bool = False
+    polarization: float = 1.0  # weight of the polarization penalty
+    gate_lr: float = 0.05
+    scratch_lr: float = 1e-3
 
     def check(self) -> "StructuredSettings":
         from .structured.importance import IMPORTANCE
         from .structured.plan import PrunePlan
 
-        IMPORTANCE.get(self.importance)
+        estimator = IMPORTANCE.get(self.importance)
         PrunePlan(self.ratio, self.keep_first, self.keep_last, self.round_to, self.global_ranking)
         _positive(self.latency_repeats, "--latency-repeats")
         if self.blocks_per_pass is not None:
             _positive(self.blocks_per_pass, "--blocks-per-pass")
+        if not 0.0 <= self.beta <= 1.0:
+            raise KenpruneError(f"--beta must be in [0, 1], got {self.beta}")
+        if self.stability == 1 or self.stability < 0:
+            raise KenpruneError(f"--stability must be 0 (off) or at least 2 runs, got {self.stability}")
+        if self.steps < 0:
+            raise KenpruneError(f"--steps must be >= 0, got {self.steps}")
+        if self.steps == 0 and (estimator.trained or self.from_scratch):
+            what = "--from-scratch" if self.from_scratch else f"--importance {self.importance}"
+            raise KenpruneError(f"{what} trains; give --steps N (N > 0)")
+        if self.steps:
+            self.training().check()
+        for name in ("polarization", "gate_lr", "scratch_lr"):
+            if not getattr(self, name) > 0:
+                raise KenpruneError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         return self
+
+    def training(self, seed: int = 0) -> "LoraSettings":
+        """The LoRA settings of the recovery (and of the gate training) these settings ask for."""
+        return LoraSettings(data=self.train_data, steps=self.steps, seqlen=self.train_seqlen, seed=seed)
 
 
 # LLM-Pruner estimates importance from 10 windows of 128 tokens; dense and pruned are compared on 8 windows.

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kenprune.structured.activations import collect_spreads
 from kenprune.structured.groups import block_groups
 from kenprune.structured.importance import IMPORTANCE, collect_gradients, unit_scores
 
@@ -20,8 +21,11 @@ def test_l2_unit_score_is_the_sum_over_members_and_channels(tiny_llama):
 def test_every_estimator_scores_every_unit_and_random_follows_the_seed(tiny_llama, ids):
     groups = block_groups(tiny_llama)
     stats = collect_gradients(tiny_llama, groups, ids, second_order=True, progress=False)
+    spreads = collect_spreads(tiny_llama, groups, ids, progress=False)
     for name in IMPORTANCE.names():
-        scores = unit_scores(groups, name, stats, seed=3)
+        if IMPORTANCE.get(name).trained:  # learned while training: tests/structured/test_seed_systems.py
+            continue
+        scores = unit_scores(groups, name, stats, seed=3, spreads=spreads)
         assert all(s.shape == (g.units,) and torch.isfinite(s).all() for s, g in zip(scores, groups)), name
     assert torch.equal(unit_scores(groups, "random", seed=3)[1], unit_scores(groups, "random", seed=3)[1])
     assert not torch.equal(unit_scores(groups, "random", seed=3)[1], unit_scores(groups, "random", seed=4)[1])

@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("structured", help="remove whole heads and MLP channels: a smaller dense model")
     add_model(p)
     p.add_argument("--importance", default=d.importance,
-                   help="l1, l2, taylor (default: sum |W*grad|, LLM-Pruner's), second-order, vector or random")
+                   help="l1, l2, taylor (default: sum |W*grad|, LLM-Pruner's), second-order, vector, random, "
+                        "beta-rank (activation spread x L1, Beta-Rank) or polarization (gates trained with "
+                        "--steps)")
     p.add_argument("--ratio", type=float, default=d.ratio,
                    help=f"fraction of heads/channels removed per pruned block, in [0, 1) (default {d.ratio})")
     p.add_argument("--keep-first", type=int, default=d.keep_first, help="leave the first N blocks untouched")
@@ -30,6 +32,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-latency", dest="latency", action="store_false", help="skip the measured latency comparison")
     p.add_argument("--latency-repeats", type=int, default=d.latency_repeats,
                    help=f"timed repeats per measurement (median; default {d.latency_repeats})")
+    p.add_argument("--beta", type=float, default=d.beta,
+                   help=f"beta-rank: weight of the data-aware rank against the L1 rank, in [0, 1] (default {d.beta})")
+    p.add_argument("--stability", type=int, default=d.stability,
+                   help="also select with N calibration subsets and seeds and record the overlap of the kept and "
+                        "removed units (default 0: off)")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help="training steps after pruning: LoRA recovery, or the gate training of polarization "
+                        f"(default {d.steps}: none)")
+    p.add_argument("--train-data", default=d.train_data, help=f"text the training reads (default {d.train_data})")
+    p.add_argument("--train-seqlen", type=int, default=d.train_seqlen,
+                   help=f"tokens per training window (default {d.train_seqlen})")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="also re-initialize the pruned architecture and train it with the same data and steps "
+                        "(the scratch control), reported beside the recovered model")
+    p.add_argument("--polarization", type=float, default=d.polarization,
+                   help=f"weight of the polarization penalty on the gates (default {d.polarization})")
+    p.add_argument("--gate-lr", type=float, default=d.gate_lr,
+                   help=f"learning rate of the polarization gates (default {d.gate_lr})")
+    p.add_argument("--scratch-lr", type=float, default=d.scratch_lr,
+                   help=f"learning rate of the scratch control's full training (default {d.scratch_lr})")
     add_calibration(p, STRUCTURED_CALIBRATION, batch=False)
     add_evaluation(p, STRUCTURED_EVALUATION)
     add_output(p, required=True, what="the pruned HF model and run.json")
@@ -43,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
                                   keep_last=args.keep_last, round_to=args.round_to,
                                   global_ranking=args.global_ranking, attention_unit=args.attention_unit,
                                   blocks_per_pass=args.blocks_per_pass, latency=args.latency,
-                                  latency_repeats=args.latency_repeats)
+                                  latency_repeats=args.latency_repeats, beta=args.beta, stability=args.stability,
+                                  steps=args.steps, train_data=args.train_data, train_seqlen=args.train_seqlen,
+                                  from_scratch=args.from_scratch, polarization=args.polarization,
+                                  gate_lr=args.gate_lr, scratch_lr=args.scratch_lr)
     record = structured(args.model, settings, calibration=calibration_from(args), evaluation=evaluation_from(args),
                         output=output_from(args))
     print(summary(record, args.out))
@@ -68,5 +93,10 @@ def summary(record, out) -> str:
     if after is not None:
         lines.append(f"{after.metric} {after.data}: " + (f"dense {before.value:.3f} -> " if before else "")
                      + f"pruned {after.value:.3f}")
+    if "stability" in d:
+        st = d["stability"]
+        lines.append(f"selection stability over {st['runs']} calibration subsets: kept overlap "
+                     f"{st['kept_overlap']:.3f}, removed overlap {st['removed_overlap']:.3f} (Jaccard, mean of pairs)")
+    lines += [f"{q.model}: {q.metric} {q.value:.3f}" for q in record.quality if q.role == "reference"]
     lines.append(f"wrote {out}")
     return "\n".join(lines)

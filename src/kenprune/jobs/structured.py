@@ -47,7 +47,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
                      settings.global_ranking)
     timer = StageTimer()
     windows = None
-    if IMPORTANCE.get(settings.importance).gradients and settings.ratio > 0:
+    if IMPORTANCE.get(settings.importance).calibrated and settings.ratio > 0:
         with timer.stage("calibration_data"):  # before the weights load: a too-large request fails in seconds
             windows = windows_for(load_tokenizer(model), calibration)
     with timer.stage("load"):
@@ -58,8 +58,15 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
         result = prune_structured(loaded, plan, importance=settings.importance,
                                   attention_unit=settings.attention_unit, calib=calibration.data,
                                   nsamples=calibration.samples, seqlen=calibration.seqlen, seed=calibration.seed,
-                                  blocks_per_pass=settings.blocks_per_pass, windows=windows, progress=progress)
+                                  blocks_per_pass=settings.blocks_per_pass, windows=windows, progress=progress,
+                                  beta=settings.beta, stability=settings.stability,
+                                  train=settings.training(calibration.seed) if settings.steps else None,
+                                  polarization=settings.polarization, gate_lr=settings.gate_lr)
     summary = result.to_dict()
+    trained = {}
+    if settings.steps:
+        trained = _train(loaded, settings, calibration.seed, evaluation, timer, progress,
+                         recover=not IMPORTANCE.get(settings.importance).trained)
     record = new_record("structured", identity, "structured",
                         given(model=model, structured=settings, calibration=calibration, evaluation=evaluation),
                         {"structured": settings.to_dict(), "calibration": calibration.to_dict(),
@@ -67,7 +74,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
     record.layer_quantity = "removed fraction"
     record.layers = _block_table(result)
     record.details.update({**summary, "sparsity": summary["block_parameters_removed"],
-                           "pruned_model": loaded.identity()})
+                           "pruned_model": loaded.identity(), **trained.get("details", {})})
     if settings.latency:
         with timer.stage("latency"):
             dense_latency, pruned_latency, ratios = compare_latency(dense, loaded.model,
@@ -81,6 +88,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
                 record.quality.append(evaluate(dense_loaded, evaluation, role="before", label="dense",
                                                progress=progress))
             record.quality.append(evaluate(loaded, evaluation, role="after", label="pruned", progress=progress))
+        record.quality += trained.get("quality", [])
     del dense
     with output_folder(output) as tmp:
         with timer.stage("save"):
@@ -88,6 +96,38 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
         record.files = [FileEntry(".", "hf-folder", path_bytes(tmp), "model")]
         write_record(record, tmp, timer)
     return record
+
+
+def _train(loaded: Any, settings: StructuredSettings, seed: int, evaluation: Evaluation, timer: StageTimer,
+           progress: bool, recover: bool) -> dict[str, Any]:
+    """After pruning: the scratch control (the pruned architecture re-initialized and trained) and the LoRA
+    recovery of the pruned weights, with the same data and steps; the unrecovered model's quality too."""
+    from ..evaluate import evaluate
+    from ..models.loading import LoadedModel
+    from ..structured.recover import lora_recover
+    from ..structured.scratch import train_from_scratch
+
+    training = settings.training(seed)
+    details: dict[str, Any] = {}
+    quality = []
+    if evaluation.enabled and recover:
+        with timer.stage("eval"):
+            quality.append(evaluate(loaded, evaluation, role="reference", label="pruned, not recovered",
+                                    progress=progress))
+    if settings.from_scratch:
+        scratch = LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.name, loaded.source, loaded.task,
+                              loaded.bos)
+        with timer.stage("scratch"):
+            details["scratch"] = train_from_scratch(scratch, settings.train_data, training, settings.scratch_lr,
+                                                    progress=progress)
+        if evaluation.enabled:
+            with timer.stage("eval"):
+                quality.append(evaluate(scratch, evaluation, role="reference", label="scratch", progress=progress))
+        del scratch
+    if recover:
+        with timer.stage("recover"):
+            details["recovery"] = lora_recover(loaded, settings.train_data, training, progress=progress)
+    return {"details": details, "quality": quality}
 
 
 def structured_prune(model: str = DEFAULT_MODEL, out: str | Path | None = None, *,

@@ -268,6 +268,7 @@ def structured_view(run: Run) -> None:
                         "plan ratio": _fraction(plan["ratio"]),
                         "widths": None if d.get("uniform_widths") is None else
                         ("the same in every block" if d["uniform_widths"] else "differ between blocks")})
+    _seed_rows(run, d)
     if d.get("latency"):
         _latency(run, d["latency"])
     run.headline = (f"{run.method}, {percent(float(d['block_parameters_removed']))} of block parameters removed"
@@ -275,6 +276,21 @@ def structured_view(run: Run) -> None:
     if run.layers is not None:
         run.layers.target = float(plan["ratio"])
     _uniform_note(run, "block")
+
+
+def _seed_rows(run: Run, d: Mapping[str, Any]) -> None:
+    """Beta-Rank's beta, the selection stability, the gates and the training of a structured run (issue 20)."""
+    st, gates = d.get("stability"), d.get("gates")
+    steps = {key: d[key]["steps"] for key in ("training", "recovery", "scratch") if d.get(key)}
+    _rows(run.summary, {
+        "beta": d.get("beta"),
+        "selection stability": None if not st else
+        (f"kept overlap {format_number(st['kept_overlap'], 3)}, removed overlap "
+         f"{format_number(st['removed_overlap'], 3)} (Jaccard, mean over pairs of {st['runs']} calibration subsets)"),
+        "gates": None if not gates else
+        (f"largest removed {format_number(gates['removed_gate_max'], 3)}, smallest kept "
+         f"{format_number(gates['kept_gate_min'], 3)}, {percent(gates['gates_binary_fraction'])} within 0.05 of 0/1"),
+        "training": ", ".join(f"{key} {n} steps" for key, n in steps.items()) or None})
 
 
 @RUN_KINDS.register("ken", "kenprune ken: a KEN subnetwork with per-tensor kept fractions")

@@ -3,6 +3,8 @@
 An estimator maps one member's weight W (and, where it needs them, the mean gradient g and the
 mean squared per-window gradient F) to a score per channel along `axis`; a unit's score is the
 sum over its channels and over the group's members (LLM-Pruner's `grouping_strategy=sum`).
+Beta-Rank (`beta-rank`) also reads activation spreads (kenprune.structured.activations); the
+polarization gates (`polarization`) are learned during training (kenprune.structured.polarize).
 """
 from __future__ import annotations
 
@@ -24,6 +26,13 @@ ChannelScores = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None
 class Estimator:
     channel_scores: ChannelScores
     gradients: int = 0  # 0: none, 1: mean gradient, 2: also mean squared per-window gradient
+    activations: bool = False  # also needs activation spreads (forward hooks over calibration windows)
+    trained: bool = False  # scores are gates learned while training (--steps), not computed from calibration
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether scoring reads calibration windows."""
+        return bool(self.gradients) or self.activations
 
 
 def _reduce(element: torch.Tensor, axis: int) -> torch.Tensor:
@@ -43,6 +52,10 @@ IMPORTANCE.add("vector", Estimator(lambda w, g, f, axis, gen: _reduce(w * g, axi
                "vector-wise Taylor, |g.W| per channel")
 IMPORTANCE.add("random", Estimator(lambda w, g, f, axis, gen: torch.rand(w.shape[axis], generator=gen)),
                "random baseline (seeded)")
+IMPORTANCE.add("beta-rank", Estimator(lambda w, g, f, axis, gen: _reduce(w.abs(), axis), activations=True),
+               "Beta-Rank: L1 x output spread / input spread, min-max per layer, mixed with the L1 rank by --beta")
+IMPORTANCE.add("polarization", Estimator(None, trained=True),
+               "gates trained with the weights (LoRA) under the polarization regularizer (--steps)")
 
 
 @dataclass
@@ -114,11 +127,19 @@ def _accumulate(table: dict[int, torch.Tensor], weight: torch.Tensor, value: tor
 
 
 def unit_scores(groups: list[Group], importance: str, stats: GradientStats | None = None,
-                seed: int = 0) -> list[torch.Tensor]:
-    """One score per unit of each group (higher = more important), in group order."""
+                seed: int = 0, spreads: dict[tuple[int, str], torch.Tensor] | None = None,
+                beta: float = 0.5) -> list[torch.Tensor]:
+    """One score per unit of each group (higher = more important), in group order.
+
+    `spreads`: per (block, kind), each unit's activation spread (activations.collect_spreads), for beta-rank.
+    """
     estimator = IMPORTANCE.get(importance)
+    if estimator.trained:
+        raise KenpruneError(f"importance {importance!r} is learned while training; give --steps")
     if estimator.gradients and stats is None:
         raise KenpruneError(f"importance {importance!r} needs calibration gradients")
+    if estimator.activations and spreads is None:
+        raise KenpruneError(f"importance {importance!r} needs calibration activations")
     gen = torch.Generator().manual_seed(seed)
     scores = []
     for group in groups:
@@ -134,5 +155,28 @@ def unit_scores(groups: list[Group], importance: str, stats: GradientStats | Non
                 raise KenpruneError(f"no squared gradient for block {group.block} {member.name}")
             channel = estimator.channel_scores(w, g, f, member.axis, gen).double()
             total += channel[member.unit_channels].sum(dim=-1).cpu()
+        if estimator.activations:
+            total = beta_rank(total, spreads[(group.block, group.kind)], beta)
         scores.append(total)
     return scores
+
+
+def min_max(x: torch.Tensor) -> torch.Tensor:
+    """x scaled to [0, 1] (all zeros when x is constant)."""
+    span = x.max() - x.min()
+    return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
+
+
+def beta_rank(l1: torch.Tensor, spread: torch.Tensor, beta: float) -> torch.Tensor:
+    """Beta-Rank of the units of one layer (Homayounfar et al., arXiv 2304.07461; code mohofar/Beta-Rank,
+    `rank_generation.py` `std_filters`).
+
+    The paper's filter score is sum over output positions of |f_k| * std_batch(out_k[pos]) / std(input patch),
+    min-max normalized per layer; its README mixes it with the L1 rank R^L1 = sum |f_k| by a weight beta.
+    Here `l1` is each unit's sum |W| over its coupled slices and `spread` its mean over token positions
+    of std over windows of the unit's output (the o_proj / down_proj input channels it owns) over the std
+    of the block input at that position (activations.collect_spreads). The result is
+    beta * minmax(l1 * spread) + (1 - beta) * minmax(l1): beta = 1 is the data-aware rank alone, 0 is L1.
+    """
+    l1, spread = l1.double(), spread.double()
+    return beta * min_max(l1 * spread) + (1 - beta) * min_max(l1)

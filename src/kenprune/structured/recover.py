@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -15,7 +15,7 @@ from ..models.loading import LoadedModel
 from ..settings import LoraSettings
 
 
-def _training_windows(loaded: LoadedModel, data: str, settings: LoraSettings) -> torch.Tensor:
+def training_windows(loaded: LoadedModel, data: str, settings: LoraSettings) -> torch.Tensor:
     """Non-overlapping windows of the training text in a seeded random order."""
     tokens = tokenize_stream(loaded.tokenizer, join_text(load_documents(data)))
     n = tokens.numel() // settings.seqlen
@@ -27,16 +27,50 @@ def _training_windows(loaded: LoadedModel, data: str, settings: LoraSettings) ->
     return windows[order]
 
 
+def train_steps(model: torch.nn.Module, param_groups: list[dict[str, Any]], windows: torch.Tensor,
+                settings: LoraSettings, *, desc: str = "LoRA", penalty: Callable[[], torch.Tensor] | None = None,
+                progress: bool = True) -> dict[str, Any]:
+    """`settings.steps` AdamW steps of the language-modelling loss (+ `penalty()`) on batches of `windows`
+    in order (wrapping around); the losses' summary."""
+    optimizer = torch.optim.AdamW(param_groups, lr=settings.lr, weight_decay=0.0)
+    device = next(model.parameters()).device
+    losses, penalties = [], []
+    for step in tqdm(range(settings.steps), desc=desc, unit="step", disable=not progress, leave=False):
+        rows = torch.arange(step * settings.batch_size, (step + 1) * settings.batch_size) % windows.size(0)
+        batch = windows[rows].to(device)
+        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+        if not math.isfinite(loss.item()):
+            raise KenpruneError(f"{desc} loss became {loss.item()} at step {step}; lower the learning rate")
+        total = loss
+        if penalty is not None:
+            extra = penalty()
+            penalties.append(extra.item())
+            total = loss + extra
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    tenth = max(1, len(losses) // 10)
+    summary = {"loss_first": losses[0], "loss_last": losses[-1], "loss_first_tenth": sum(losses[:tenth]) / tenth,
+               "loss_last_tenth": sum(losses[-tenth:]) / tenth}
+    if penalties:
+        summary.update(penalty_first=penalties[0], penalty_last=penalties[-1])
+    return summary
+
+
 def lora_recover(loaded: LoadedModel, data: str = "lee", settings: LoraSettings = LoraSettings(), *,
-                 progress: bool = True) -> dict[str, Any]:
-    """Fine-tune LoRA adapters on `data`, merge them into the weights of `loaded.model` (replaced)."""
+                 progress: bool = True, gates: Any = None) -> dict[str, Any]:
+    """Fine-tune LoRA adapters on `data`, merge them into the weights of `loaded.model` (replaced).
+
+    `gates` (polarize.GateSet): also train its gates, attached to the wrapped model, under its penalty.
+    """
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise KenpruneError("LoRA recovery needs peft; run `pip install 'kenprune[recover]'`") from None
     settings.check()
     adapter = adapter_for(loaded.model)
-    windows = _training_windows(loaded, data, settings)
+    windows = training_windows(loaded, data, settings)
     torch.manual_seed(settings.seed)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=list(adapter.lora_modules()), fan_in_fan_out=adapter.fan_in_fan_out,
@@ -44,22 +78,17 @@ def lora_recover(loaded: LoadedModel, data: str = "lee", settings: LoraSettings 
     peft_model = get_peft_model(loaded.model, config)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
-    device = next(peft_model.parameters()).device
-    losses = []
-    for step in tqdm(range(settings.steps), desc="LoRA", unit="step", disable=not progress, leave=False):
-        rows = torch.arange(step * settings.batch_size, (step + 1) * settings.batch_size) % windows.size(0)
-        batch = windows[rows].to(device)
-        loss = peft_model(input_ids=batch, labels=batch, use_cache=False).loss
-        if not math.isfinite(loss.item()):
-            raise KenpruneError(f"LoRA loss became {loss.item()} at step {step}; lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    groups: list[dict[str, Any]] = [{"params": params}]
+    detach = None
+    if gates is not None:
+        groups.append({"params": gates.parameters(), "lr": gates.lr})
+        detach = gates.attach(peft_model)
+    try:
+        summary = train_steps(peft_model, groups, windows, settings, desc="LoRA" if gates is None else "gates+LoRA",
+                              penalty=None if gates is None else gates.penalty, progress=progress)
+    finally:
+        if detach is not None:
+            detach()
     loaded.model = peft_model.merge_and_unload().eval()
     loaded._sha256 = None
-    return {"data": data, **asdict(settings), "trainable_parameters": sum(p.numel() for p in params),
-            "loss_first": losses[0], "loss_last": losses[-1],
-            "loss_first_tenth": sum(losses[: max(1, len(losses) // 10)]) / max(1, len(losses) // 10),
-            "loss_last_tenth": sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses) // 10)}
+    return {"data": data, **asdict(settings), "trainable_parameters": sum(p.numel() for p in params), **summary}

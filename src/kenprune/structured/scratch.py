@@ -1,0 +1,42 @@
+"""The scratch control of "Rethinking the value of network pruning" (Liu et al., ICLR 2019): the pruned
+architecture, re-initialized, trained with the same data and the same steps as the recovery of the
+pruned weights. If it matches pruned + recovered, the inherited weights were not what mattered.
+
+At the CPU budgets kenprune runs (tens of steps) this is Liu et al.'s Scratch-E with a tiny E: a check that
+the inherited weights carry the quality, not a reproduction of their full-training result.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models.loading import LoadedModel
+from ..settings import LoraSettings
+from .recover import train_steps, training_windows
+
+
+def reinitialize(model: nn.Module, seed: int = 0) -> None:
+    """Draw every weight again with the family's own initialization (same shapes, same config)."""
+    for item in (*model.modules(), *model.parameters(), *model.buffers()):
+        if hasattr(item, "_is_hf_initialized"):
+            delattr(item, "_is_hf_initialized")
+    torch.manual_seed(seed)
+    model.initialize_weights()
+    model.tie_weights()
+
+
+def train_from_scratch(loaded: LoadedModel, data: str, settings: LoraSettings, lr: float, *,
+                       progress: bool = True) -> dict[str, Any]:
+    """Re-initialize `loaded.model` in place and train all its weights on the recovery's windows and steps."""
+    settings = replace(settings, lr=lr).check()
+    reinitialize(loaded.model, settings.seed)
+    windows = training_windows(loaded, data, settings)
+    model = loaded.model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    summary = train_steps(model, [{"params": params}], windows, settings, desc="scratch", progress=progress)
+    model.eval()
+    loaded._sha256 = None
+    return {"data": data, **settings.to_dict(), "trainable_parameters": sum(p.numel() for p in params), **summary}

@@ -1,0 +1,58 @@
+"""`kenprune structured` with the seed list's systems: --importance beta-rank / polarization, --stability,
+--steps and --from-scratch, on a tiny Llama folder."""
+from __future__ import annotations
+
+import pytest
+
+from kenprune.cli import main
+from kenprune.record import read
+from tests.cli.test_structured import tiny_folder  # noqa: F401  (fixture)
+from tests.structured.conftest import smollm2_tokenizer, tiny_loaded  # noqa: F401  (fixtures)
+
+TRAIN = ["--steps", "2", "--train-data", "lee:calib", "--train-seqlen", "16"]
+EVAL = ["--eval", "lee:test", "--eval-windows", "2", "--eval-seqlen", "32", "--no-latency"]
+
+
+def test_beta_rank_with_stability_recovery_and_scratch_side_by_side(tiny_folder, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "beta"
+    code = main(["structured", "--model", str(tiny_folder), "--out", str(out), "--importance", "beta-rank",
+                 "--beta", "0.8", "--ratio", "0.5", "--calib", "lee:calib", "--nsamples", "3", "--seqlen", "16",
+                 "--stability", "2", "--from-scratch", *TRAIN, *EVAL])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "selection stability over 2 calibration subsets" in printed and "scratch: perplexity" in printed
+    record = read(out)
+    d = record.details
+    assert d["beta"] == 0.8 and d["stability"]["runs"] == 2
+    assert d["recovery"]["steps"] == d["scratch"]["steps"] == 2 and d["recovery"]["data"] == d["scratch"]["data"]
+    labels = {q.model: q for q in record.quality}
+    assert {"dense", "pruned", "pruned, not recovered", "scratch"} <= set(labels)
+    assert record.quality_of("after").value > 0 and labels["scratch"].value > 0
+    html = (out / "report.html").read_text()
+    assert "selection stability" in html and "scratch" in html
+
+
+def test_polarization_gates_from_the_command_line(tiny_folder, tmp_path, capsys):  # noqa: F811
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "gates"
+    code = main(["structured", "--model", str(tiny_folder), "--out", str(out), "--importance", "polarization",
+                 "--ratio", "0.5", "--gate-lr", "0.2", *TRAIN, "--no-latency"])
+    assert code == 0
+    d = read(out).details
+    assert d["training"]["kind"] == "gates+LoRA" and "recovery" not in d and d["uniform_widths"]
+    assert AutoModelForCausalLM.from_pretrained(out).config.intermediate_size == d["widths_after"][0]["intermediate"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--from-scratch"], "--from-scratch trains; give --steps N"),
+    (["--importance", "polarization"], "--importance polarization trains; give --steps N"),
+    (["--beta", "1.5"], "--beta must be in [0, 1], got 1.5"),
+    (["--stability", "1"], "--stability must be 0 (off) or at least 2 runs"),
+])
+def test_bad_seed_options_are_one_line(tiny_folder, tmp_path, capsys, argv, message):  # noqa: F811
+    out = tmp_path / "never"
+    assert main(["structured", "--model", str(tiny_folder), "--out", str(out), "--no-latency", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in err and err.startswith("kenprune: error:")
+    assert not out.exists()
