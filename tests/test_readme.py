@@ -67,6 +67,11 @@ COMMANDS = {
         [*SHORT_CALIB, *SHORT_EVAL, "--no-latency"],
     "kenprune recover --model structured/ --data wiki:calib --steps 200 --out recovered/":
         ["--seqlen", "64", *SHORT_EVAL],
+    "kenprune structured --model smollm2-135m --importance beta-rank --beta 0.5 --stability 3 --ratio 0.2 "
+    "--steps 40 --from-scratch --out beta/ --eval wiki:test":
+        [*SHORT_CALIB, *SHORT_EVAL, "--no-latency", "--train-seqlen", "32"],
+    "kenprune structured --model smollm2-135m --importance polarization --steps 40 --ratio 0.2 --out gates/ "
+    "--eval wiki:test": [*SHORT_EVAL, "--no-latency", "--train-seqlen", "32"],
 }
 
 # README command -> why it does not run here

@@ -70,8 +70,12 @@ class GateSet:
         return [torch.sigmoid(t) for t in self.logits]
 
     def penalty(self) -> torch.Tensor:
-        """The weighted mean over groups of the polarization penalty toward `keep`."""
-        return self.weight * torch.stack([polarization_penalty(g, self.keep) for g in self.values()]).mean()
+        """The weighted sum over groups of the polarization penalty toward `keep`.
+
+        A sum, not a mean: each gate then feels a pull of about weight / (units in its group), comparable
+        with its language-modelling gradient on smollm2-135m (median |dL/dtheta| 6e-4 for heads, 5e-5 for
+        MLP channels, measured on 2 windows of 256 tokens of lee)."""
+        return self.weight * torch.stack([polarization_penalty(g, self.keep) for g in self.values()]).sum()
 
     def attach(self, model: nn.Module, fixed: list[torch.Tensor] | None = None) -> Callable[[], None]:
         """Gate each group's column-sliced member in `model`; `fixed`: constant gates instead of the learned ones.
