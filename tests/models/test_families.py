@@ -59,20 +59,22 @@ def test_structured_adapters_find_every_projection_at_its_head_widths(family):
     config, adapter = model.config, structured_adapter_for(model)
     d = adapter.head_dim(config)
     for block in find_blocks(model)[1]:
-        widths = {name: adapter.linear(block, part, name).out_features
+        widths = {(part, name): adapter.linear(block, part, name).out_features
                   for part, names in ((adapter.attention, (adapter.q, adapter.k, adapter.v, adapter.o)),
                                       (adapter.mlp, (adapter.gate, adapter.up, adapter.down)))
-                  for name in names}
-        assert widths == {adapter.q: adapter.heads(config) * d, adapter.k: adapter.kv_heads(config) * d,
-                          adapter.v: adapter.kv_heads(config) * d, adapter.o: config.hidden_size,
-                          adapter.gate: getattr(config, adapter.intermediate_key),
-                          adapter.up: getattr(config, adapter.intermediate_key), adapter.down: config.hidden_size}
+                  for name in names if name}  # BERT's MLP has no gate
+        a, m = adapter.attention, adapter.mlp
+        expected = {(a, adapter.q): adapter.heads(config) * d, (a, adapter.k): adapter.kv_heads(config) * d,
+                    (a, adapter.v): adapter.kv_heads(config) * d, (a, adapter.o): config.hidden_size,
+                    (m, adapter.gate): getattr(config, adapter.intermediate_key),
+                    (m, adapter.up): getattr(config, adapter.intermediate_key), (m, adapter.down): config.hidden_size}
+        assert widths == {k: v for k, v in expected.items() if k[1]}
 
 
-def test_structured_support_is_llama_like_and_gemma3_only():
-    assert structured_families() == ["llama", "mistral", "qwen2", "gemma3_text"]
+def test_structured_support_is_llama_like_gemma3_and_bert():
+    assert structured_families() == ["llama", "mistral", "qwen2", "gemma3_text", "bert"]
     with pytest.raises(KenpruneError, match=r"^structured pruning does not support model family 'opt'; "
-                                            r"supported families: llama, mistral, qwen2, gemma3_text$"):
+                                            r"supported families: llama, mistral, qwen2, gemma3_text, bert$"):
         structured_adapter_for(TINY_MODELS["opt"]())
 
 

@@ -41,7 +41,7 @@ def test_unsupported_family_names_the_supported_ones():
 
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32, n_positions=16))
     with pytest.raises(KenpruneError, match=r"^structured pruning does not support model family 'gpt2'; "
-                                            r"supported families: llama, mistral, qwen2, gemma3_text$"):
+                                            r"supported families: llama, mistral, qwen2, gemma3_text, bert$"):
         block_groups(gpt2)
 
 
@@ -54,6 +54,6 @@ def test_structured_pruning_of_gpt2_fails_in_one_line_before_any_change(smollm2_
     loaded = tiny_loaded_model(tiny_causal_lm("gpt2", layers=2), smollm2_tokenizer, "gpt2")
     before = {n: p.clone() for n, p in loaded.model.state_dict().items()}
     with pytest.raises(KenpruneError, match=r"^structured pruning does not support model family 'gpt2'; "
-                                            r"supported families: llama, mistral, qwen2, gemma3_text$"):
+                                            r"supported families: llama, mistral, qwen2, gemma3_text, bert$"):
         prune_structured(loaded, PrunePlan(0.5), importance="l1", progress=False)
     assert all(torch.equal(p, before[n]) for n, p in loaded.model.state_dict().items())

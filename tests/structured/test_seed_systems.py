@@ -11,7 +11,7 @@ from kenprune.errors import KenpruneError
 from kenprune.settings import LoraSettings
 from kenprune.structured.activations import collect_spreads
 from kenprune.structured.groups import block_groups
-from kenprune.structured.importance import unit_scores
+from kenprune.structured.importance import collect_gradients, unit_scores
 from kenprune.structured.plan import PrunePlan, plan_keep
 from kenprune.structured.polarize import GateSet, polarization_penalty
 from kenprune.structured.prune import prune_structured
@@ -194,3 +194,49 @@ def test_from_scratch_reinitializes_exactly_the_pruned_architecture(tiny_loaded)
     again = copy.deepcopy(model)
     reinitialize(again, seed=0)
     assert all(torch.equal(p, q) for p, q in zip(again.parameters(), scratch.parameters()))  # seeded
+
+
+def _tiny_bert_classifier():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    return BertForSequenceClassification(config).eval()
+
+
+def test_bert_heads_and_channels_are_removed_and_reload_through_kenprune(tmp_path, windows):
+    """BERT (MiniLM's family): no gate, dotted module paths; its head size comes from the head count, so a
+    model with fewer heads keeps the original count in its config and reloads through kenprune's loader."""
+    from kenprune.models.loading import LoadedModel
+    from kenprune.structured.io import load_per_block, save_structured
+
+    from transformers import AutoTokenizer
+
+    from kenprune.models.loading import MODELS
+
+    model = _tiny_bert_classifier()
+    tokenizer = AutoTokenizer.from_pretrained(MODELS.get("minilm-l6").folder())  # MiniLM's, vocabulary 30522
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, name="tiny-bert", source="tiny", task="sequence-classification")
+    groups = block_groups(model)
+    assert [g.unit for g in groups[:2]] == ["kv-group", "channel"] and len(groups[1].members) == 2
+    batches = [{"input_ids": windows[i:i + 2], "labels": torch.tensor([0, 1])} for i in (0, 2)]  # labelled
+    stats = collect_gradients(model, groups, batches, progress=False)  # the classifier's loss
+    assert all(torch.isfinite(s).all() and s.abs().sum() > 0 for s in unit_scores(groups, "taylor", stats))
+    spreads = collect_spreads(model, groups, batches, progress=False)
+    assert spreads[(0, "mlp")].shape == (64,)
+    spreads = collect_spreads(model, groups, windows, progress=False)
+    scores = unit_scores(groups, "beta-rank", spreads=spreads)
+    keep = plan_keep(groups, scores, PrunePlan(0.5), 2)
+    with torch.no_grad():
+        remove_units(groups, keep)
+    apply_widths(model, block_widths(model))
+    with torch.no_grad():
+        logits = model(input_ids=windows).logits
+    assert block_widths(model)[0].heads == 2 and model.config.num_attention_heads == 4
+    assert model.bert.encoder.layer[0].attention.self.all_head_size == 16
+    save_structured(loaded, tmp_path / "bert", {})
+    again = load_per_block(tmp_path / "bert").eval()
+    assert type(again).__name__ == "BertForSequenceClassification"
+    with torch.no_grad():
+        torch.testing.assert_close(again(input_ids=windows).logits, logits, rtol=1e-5, atol=1e-5)

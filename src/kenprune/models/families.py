@@ -18,8 +18,9 @@ from ..registry import Registry
 class FamilyAdapter:
     """How one family names its block projections and config widths.
 
-    `structured`: coupled head/channel groups are defined, through the Llama-like projection names
-    below (attention.q/k/v/o, mlp.gate/up/down); other families only use the LoRA names and head counts.
+    `structured`: coupled head/channel groups are defined, through the projection names below
+    (attention.q/k/v/o, mlp.gate/up/down; dotted paths allowed, an empty part is the block itself, no gate
+    for a plain two-layer MLP); other families only use the LoRA names and head counts.
     """
 
     lora_targets: tuple[str, ...] = ()  # empty: the Llama-like projections below
@@ -34,9 +35,11 @@ class FamilyAdapter:
     v: str = "v_proj"
     o: str = "o_proj"
     mlp: str = "mlp"
-    gate: str = "gate_proj"
+    gate: str | None = "gate_proj"
     up: str = "up_proj"
     down: str = "down_proj"
+    heads_module: str = ""  # where the attention keeps its head counts, under `attention`
+    config_head_dim: bool = True  # the family reads config.head_dim; False: hidden_size // heads (BERT)
 
     def lora_modules(self) -> tuple[str, ...]:
         """The module names LoRA adapts: the family's own list, else every Llama-like projection."""
@@ -54,7 +57,11 @@ class FamilyAdapter:
         return getattr(config, "head_dim", None) or config.hidden_size // self.heads(config)
 
     def linear(self, block: nn.Module, part: str, name: str) -> nn.Linear:
-        return getattr(getattr(block, part), name)
+        return _resolve(block, f"{part}.{name}")
+
+    def set_linear(self, block: nn.Module, part: str, name: str, linear: nn.Linear) -> None:
+        parent, _, attr = f"{part}.{name}".strip(".").rpartition(".")
+        setattr(_resolve(block, parent), attr, linear)
 
     def block_heads(self, block: nn.Module, config: Any) -> int:
         """Query heads of one block: the current q_proj width where heads can be pruned, else the config's."""
@@ -62,13 +69,24 @@ class FamilyAdapter:
             return self.heads(config)
         return self.linear(block, self.attention, self.q).out_features // self.head_dim(config)
 
-    def set_heads(self, block: nn.Module, heads: int, kv_heads: int) -> None:
+    def set_heads(self, block: nn.Module, heads: int, kv_heads: int, head_dim: int | None = None) -> None:
         """Tell the attention module its new head counts (HF reads these at forward time)."""
-        attention = getattr(block, self.attention)
+        attention = _resolve(block, f"{self.attention}.{self.heads_module}")
         attention.num_key_value_groups = heads // kv_heads
-        for attr, value in (("num_heads", heads), ("num_key_value_heads", kv_heads)):
+        values = [("num_heads", heads), ("num_key_value_heads", kv_heads), ("num_attention_heads", heads)]
+        if head_dim is not None:
+            values.append(("all_head_size", heads * head_dim))
+        for attr, value in values:
             if hasattr(attention, attr):
                 setattr(attention, attr, value)
+
+
+def _resolve(module: nn.Module, path: str) -> nn.Module:
+    """The sub-module at a dotted path (empty parts skipped: "" is the module itself)."""
+    for attr in path.split("."):
+        if attr:
+            module = getattr(module, attr)
+    return module
 
 
 LLAMA_LIKE = FamilyAdapter(structured=True)
@@ -82,7 +100,12 @@ ADAPTERS.add("gpt2", FamilyAdapter(("c_attn", "c_proj", "c_fc"), fan_in_fan_out=
              "GPT-2: fused c_attn, c_proj, c_fc (Conv1D)")
 ADAPTERS.add("opt", FamilyAdapter(("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")),
              "OPT: q/k/v/out_proj + fc1/fc2")
-ADAPTERS.add("bert", FamilyAdapter(("query", "key", "value", "dense")), "BERT: query/key/value + dense")
+ADAPTERS.add("bert", FamilyAdapter(
+    ("query", "key", "value", "dense"), structured=True, kv_heads_key="num_attention_heads", attention="attention",
+    q="self.query", k="self.key", v="self.value", o="output.dense", mlp="", gate=None, up="intermediate.dense",
+    down="output.dense", heads_module="self", config_head_dim=False),
+    "BERT: attention.self.query/key/value + attention.output.dense, intermediate.dense + output.dense; "
+    "pruned heads reload through kenprune.load (BERT derives the head size from the head count)")
 
 
 def model_type(model: nn.Module) -> str | None:

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import KenpruneError
 from .groups import Group
+from .importance import forward
 
 
 @dataclass
@@ -63,10 +64,21 @@ def _io_members(group: Group) -> tuple[nn.Linear, nn.Linear, torch.Tensor]:
     return reader.linear, writer.linear, writer.unit_channels
 
 
-def collect_spreads(model: nn.Module, groups: list[Group], windows: torch.Tensor, *,
+def _rows_into(add):
+    """A pre-hook feeding each row of the module's input batch to `add` (it changes nothing)."""
+    def hook(module, args):
+        for row in args[0]:
+            add(row)
+    return hook
+
+
+def collect_spreads(model: nn.Module, groups: list[Group], windows: torch.Tensor | list[dict[str, torch.Tensor]], *,
                     progress: bool = True) -> dict[tuple[int, str], torch.Tensor]:
-    """Each unit's activation spread (mean of its output channels' spread ratios), keyed by (block, kind)."""
-    if windows.size(0) < 2:
+    """Each unit's activation spread (mean of its output channels' spread ratios), keyed by (block, kind).
+
+    `windows`: token windows [n, seqlen], or batches for a classifier (importance.forward), padded to one
+    length so that positions line up (padding positions count as positions)."""
+    if len(windows) < 2:
         raise KenpruneError("beta-rank needs at least 2 calibration windows (spreads are taken across windows); "
                             "raise --nsamples")
     moments = {id(g): _Moments() for g in groups}
@@ -74,17 +86,17 @@ def collect_spreads(model: nn.Module, groups: list[Group], windows: torch.Tensor
     for group in groups:
         reader, writer, _ = _io_members(group)
         m = moments[id(group)]
-        handles.append(reader.register_forward_pre_hook(lambda mod, args, m=m: m.add_input(args[0][0])))
-        handles.append(writer.register_forward_pre_hook(lambda mod, args, m=m: m.add_output(args[0][0])))
+        handles.append(reader.register_forward_pre_hook(_rows_into(m.add_input)))
+        handles.append(writer.register_forward_pre_hook(_rows_into(m.add_output)))
     device = next(model.parameters()).device
     try:
         with torch.no_grad():
             for window in tqdm(windows, desc="activations", unit="win", disable=not progress, leave=False):
-                model(input_ids=window.unsqueeze(0).to(device), use_cache=False)
+                forward(model, window, device, loss=False)
     finally:
         for h in handles:
             h.remove()
-    n = windows.size(0)
+    n = len(windows) if isinstance(windows, torch.Tensor) else sum(len(b["input_ids"]) for b in windows)
     spreads = {}
     for group in groups:
         m = moments[id(group)]

@@ -83,9 +83,10 @@ def block_groups(model: nn.Module, attention_unit: str = "auto",
             members = (Member(adapter.q, q, 0, q_channels), Member(adapter.k, k, 0, kv_channels),
                        Member(adapter.v, v, 0, kv_channels), Member(adapter.o, o, 1, q_channels))
             groups.append(Group(i, ATTENTION, "kv-group", members, kv_heads, 1))
-        gate, up, down = (lin(adapter.mlp, n) for n in (adapter.gate, adapter.up, adapter.down))
-        channels = _unit_ranges(gate.out_features, 1)
-        members = (Member(adapter.gate, gate, 0, channels), Member(adapter.up, up, 0, channels),
-                   Member(adapter.down, down, 1, channels))
-        groups.append(Group(i, MLP, "channel", members, gate.out_features))
+        up, down = lin(adapter.mlp, adapter.up), lin(adapter.mlp, adapter.down)
+        channels = _unit_ranges(up.out_features, 1)
+        members = (Member(adapter.up, up, 0, channels), Member(adapter.down, down, 1, channels))
+        if adapter.gate:  # gated MLP: the gate's rows go with up's (listed first, as the block computes it)
+            members = (Member(adapter.gate, lin(adapter.mlp, adapter.gate), 0, channels), *members)
+        groups.append(Group(i, MLP, "channel", members, up.out_features))
     return groups

@@ -9,7 +9,7 @@ polarization gates (`polarization`) are learned during training (kenprune.struct
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -74,9 +74,21 @@ def _member_weights(groups: Iterable[Group]) -> list[nn.Parameter]:
     return list(seen.values())
 
 
-def collect_gradients(model: nn.Module, groups: list[Group], windows: torch.Tensor, *, second_order: bool = False,
+def forward(model: nn.Module, item: torch.Tensor | dict[str, torch.Tensor], device: torch.device, *,
+            loss: bool = True) -> Any:
+    """One calibration item through the model: a window of token ids (language-modelling loss on itself) or a
+    labelled batch as keyword tensors (input_ids, attention_mask, labels: a classifier's loss)."""
+    if isinstance(item, dict):
+        return model(**{k: v.to(device) for k, v in item.items() if loss or k != "labels"})
+    ids = item.unsqueeze(0).to(device)
+    return model(input_ids=ids, labels=ids if loss else None, use_cache=False)
+
+
+def collect_gradients(model: nn.Module, groups: list[Group], windows: torch.Tensor | list[dict[str, torch.Tensor]], *,
+                      second_order: bool = False,
                       blocks_per_pass: int | None = None, progress: bool = True) -> GradientStats:
-    """LM-loss gradients of the groups' weights over calibration windows, one window per backward.
+    """Loss gradients of the groups' weights over calibration windows (or labelled batches, see `forward`),
+    one window per backward.
 
     blocks_per_pass bounds memory: only that many blocks hold gradients at a time (more passes).
     """
@@ -86,7 +98,7 @@ def collect_gradients(model: nn.Module, groups: list[Group], windows: torch.Tens
     stats = GradientStats({}, {})
     device = next(model.parameters()).device
     passes = [blocks[i:i + step] for i in range(0, len(blocks), step)]
-    bar = tqdm(total=len(passes) * windows.size(0), desc="gradients", unit="win", disable=not progress, leave=False)
+    bar = tqdm(total=len(passes) * len(windows), desc="gradients", unit="win", disable=not progress, leave=False)
     try:
         for chosen in passes:
             weights = _member_weights(g for g in groups if g.block in chosen)
@@ -96,8 +108,7 @@ def collect_gradients(model: nn.Module, groups: list[Group], windows: torch.Tens
                 w.requires_grad_(True)
                 w.grad = None
             for window in windows:
-                ids = window.unsqueeze(0).to(device)
-                loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+                loss = forward(model, window, device).loss
                 loss.backward()
                 for w in weights:
                     g = w.grad.detach().float()
@@ -111,7 +122,7 @@ def collect_gradients(model: nn.Module, groups: list[Group], windows: torch.Tens
         for p in model.parameters():
             p.requires_grad_(flags[id(p)])
             p.grad = None
-    n = windows.size(0)
+    n = len(windows)
     for table in (stats.mean, stats.mean_square):
         for key in table:
             table[key] /= n

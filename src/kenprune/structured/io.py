@@ -29,13 +29,18 @@ def save_structured(loaded: LoadedModel, out_dir: str | Path, record: dict[str, 
 
 def load_per_block(folder: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """Rebuild a model whose blocks have different widths: widest config, resized blocks, saved weights."""
+    import transformers
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder)
     widths = [BlockWidths(**w) for w in getattr(config, WIDTHS_KEY)]
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    architecture = getattr(transformers, (config.architectures or [""])[0], None)  # e.g. a BERT classifier
+    if architecture is None or "CausalLM" in architecture.__name__:
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    else:
+        model = architecture._from_config(config, dtype=dtype)
     resize_to_widths(model, widths)
     files = sorted(folder.glob("*.safetensors"))
     if not files:

@@ -50,8 +50,8 @@ def block_widths(model: nn.Module, adapter: FamilyAdapter | None = None) -> list
     for block in find_blocks(model)[1]:
         q = adapter.linear(block, adapter.attention, adapter.q)
         k = adapter.linear(block, adapter.attention, adapter.k)
-        gate = adapter.linear(block, adapter.mlp, adapter.gate)
-        widths.append(BlockWidths(q.out_features // d, k.out_features // d, gate.out_features))
+        up = adapter.linear(block, adapter.mlp, adapter.up)
+        widths.append(BlockWidths(q.out_features // d, k.out_features // d, up.out_features))
     return widths
 
 
@@ -59,17 +59,21 @@ def apply_widths(model: nn.Module, widths: list[BlockWidths], adapter: FamilyAda
     """Make the modules and the config agree with `widths`.
 
     Uniform widths go into the plain config fields (reloads with from_pretrained); otherwise the
-    config keeps the widest values and lists every block's widths under WIDTHS_KEY.
+    config keeps the widest values and lists every block's widths under WIDTHS_KEY. A family that derives
+    its head size from the head count (BERT) keeps its original head counts in the config and lists the
+    widths whenever heads were removed.
     """
     adapter = adapter or structured_adapter_for(model)
     config = model.config
-    config.head_dim = adapter.head_dim(config)  # fixed from now on: head counts change, head size never
+    d = config.head_dim = adapter.head_dim(config)  # fixed from now on: head counts change, head size never
     for block, w in zip(find_blocks(model)[1], widths):
-        adapter.set_heads(block, w.heads, w.kv_heads)
-    setattr(config, adapter.heads_key, max(w.heads for w in widths))
-    setattr(config, adapter.kv_heads_key, max(w.kv_heads for w in widths))
+        adapter.set_heads(block, w.heads, w.kv_heads, d)
+    heads_fixed = not adapter.config_head_dim and any(w.heads != adapter.heads(config) for w in widths)
+    if not heads_fixed:
+        setattr(config, adapter.heads_key, max(w.heads for w in widths))
+        setattr(config, adapter.kv_heads_key, max(w.kv_heads for w in widths))
     setattr(config, adapter.intermediate_key, max(w.intermediate for w in widths))
-    if len(set(widths)) == 1:
+    if len(set(widths)) == 1 and not heads_fixed:
         if hasattr(config, WIDTHS_KEY):
             delattr(config, WIDTHS_KEY)
     else:
@@ -88,10 +92,12 @@ def resize_to_widths(model: nn.Module, widths: list[BlockWidths], adapter: Famil
             (adapter.mlp, adapter.down): (w.intermediate, None),
         }
         for (part, name), (in_features, out_features) in shapes.items():
+            if name is None:  # no gate
+                continue
             old = adapter.linear(block, part, name)
             new = nn.Linear(in_features or old.in_features, out_features or old.out_features,
                             bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype)
-            setattr(getattr(block, part), name, new)
+            adapter.set_linear(block, part, name, new)
     apply_widths(model, widths, adapter)
 
 
