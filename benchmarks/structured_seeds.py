@@ -46,8 +46,133 @@ def bootstrap(values: torch.Tensor, n: int = 2000, seed: int = 0) -> tuple[float
     return means.quantile(0.025).item(), means.quantile(0.975).item()
 
 
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson 95 % interval of a proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n))
+
+
+def classify_part(args) -> None:
+    """minilm-l6 fine-tuned on a 9:1 imbalanced split of a labelled corpus, pruned by each importance at each
+    ratio (no recovery): per-class accuracy on the balanced test split with Wilson intervals, and the selection
+    stability over calibration subsets drawn from the imbalanced training data."""
+    from kenprune.data.corpora import load_documents
+    from kenprune.models.loading import SEQUENCE_CLASSIFICATION, load_model
+    from kenprune.structured.groups import block_groups
+    from kenprune.structured.plan import PrunePlan, plan_keep
+    from kenprune.structured.prune import score_units
+    from kenprune.structured.removal import apply_widths, block_widths, count_parameters, remove_units
+    from kenprune.structured.stability import selection_stability
+
+    start = time.perf_counter()
+    loads = [os.getloadavg()[0]]
+    results = []
+    for task in args.tasks:
+        docs = load_documents(f"{task}:calib") + load_documents(f"{task}:valid")
+        labels = sorted({d.label for d in docs})
+        major, minor = labels[0], labels[1]
+        gen = torch.Generator().manual_seed(args.seed)
+        majors = [d for d in docs if d.label == major]
+        minors = [d for d in docs if d.label == minor]
+        minors = [minors[i] for i in torch.randperm(len(minors), generator=gen)[: max(1, len(majors) // 9)].tolist()]
+        train = majors + minors
+        test = load_documents(f"{task}:test")
+        loaded = load_model("minilm-l6", task=SEQUENCE_CLASSIFICATION, labels=labels)
+        tok, label2id = loaded.tokenizer, {lab: i for i, lab in enumerate(labels)}
+
+        def batch(items, padded=False):
+            enc = tok([d.text for d in items], truncation=True, max_length=args.cls_seqlen, return_tensors="pt",
+                      padding="max_length" if padded else True)
+            return {**enc, "labels": torch.tensor([label2id[d.label] for d in items])}
+
+        torch.manual_seed(args.seed)
+        model = loaded.model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=args.cls_lr)
+        for step in range(args.cls_steps):
+            order = torch.randperm(len(train), generator=gen)[: args.cls_batch].tolist()
+            loss = model(**batch([train[i] for i in order])).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+
+        def per_class(m) -> dict:
+            correct = {lab: 0 for lab in labels}
+            with torch.no_grad():
+                for i in range(0, len(test), 16):
+                    b = batch(test[i:i + 16])
+                    pred = m(**{k: v for k, v in b.items() if k != "labels"}).logits.argmax(-1)
+                    for y, p_ in zip(b["labels"].tolist(), pred.tolist()):
+                        correct[labels[y]] += int(y == p_)
+            counts = {lab: sum(d.label == lab for d in test) for lab in labels}
+            row = {"accuracy": sum(correct.values()) / len(test)}
+            for lab, role in ((major, "major"), (minor, "minor")):
+                lo, hi = wilson(correct[lab], counts[lab])
+                row.update({f"acc_{role}": correct[lab] / counts[lab], f"{role}_lo": lo, f"{role}_hi": hi})
+            row["balanced"] = (row["acc_major"] + row["acc_minor"]) / 2
+            return row
+
+        dense = per_class(model)
+        results.append({"task": task, "ratio": 0.0, "importance": "dense", "train": f"{len(majors)}:{len(minors)}",
+                        "params_M": count_parameters(model) / 1e6, **dense})
+        print(f"[{time.perf_counter() - start:7.1f} s] {task} dense {dense}", flush=True)
+
+        def calibration(run: int) -> list[dict]:
+            g = torch.Generator().manual_seed(args.seed + run)
+            chosen = [train[i] for i in torch.randperm(len(train), generator=g)[: args.cls_calib].tolist()]
+            return [batch(chosen[i:i + 8], padded=True) for i in range(0, len(chosen), 8)]
+
+        for ratio in args.cls_ratios:
+            for importance in ("l1", "l2", "taylor", "beta-rank", "random"):
+                m = copy.deepcopy(model)
+                groups = block_groups(m)
+                plan, n_blocks = PrunePlan(ratio), len(block_widths(m))
+                pruned = set(plan.pruned_blocks(n_blocks))
+                selections = []
+                for run in range(args.stability):
+                    scores = score_units(m, groups, pruned, importance, calibration(run), seed=args.seed + run,
+                                         beta=args.beta, progress=False)
+                    selections.append(plan_keep(groups, scores, plan, n_blocks))
+                blocks_before = count_parameters(m, blocks_only=True)
+                with torch.no_grad():
+                    remove_units(groups, selections[0])
+                apply_widths(m, block_widths(m))
+                st = selection_stability(selections, [g.units for g in groups])
+                row = {"task": task, "ratio": ratio, "importance": importance, "train": f"{len(majors)}:{len(minors)}",
+                       "params_M": count_parameters(m) / 1e6,
+                       "block_removed": 1 - count_parameters(m, blocks_only=True) / blocks_before,
+                       **per_class(m), "removed_overlap": st["removed_overlap"], "kept_overlap": st["kept_overlap"]}
+                results.append(row)
+                loads.append(os.getloadavg()[0])
+                print(f"[{time.perf_counter() - start:7.1f} s, load {loads[-1]:.1f}] {task} {ratio} {importance}: "
+                      f"acc {row['accuracy']:.3f} major {row['acc_major']:.3f} minor {row['acc_minor']:.3f} "
+                      f"removed overlap {st['removed_overlap']:.3f}", flush=True)
+    print_table(results, ["task", "ratio", "importance", "block_removed", "accuracy", "acc_major", "major_lo",
+                          "major_hi", "acc_minor", "minor_lo", "minor_hi", "balanced", "removed_overlap"])
+    config = {"model": "minilm-l6", "tasks": args.tasks, "train": "calib+valid splits, minority class cut to 1/9",
+              "test": "test split (balanced)", "finetune_steps": args.cls_steps, "finetune_batch": args.cls_batch,
+              "finetune_lr": args.cls_lr, "seqlen": args.cls_seqlen, "calibration_docs": args.cls_calib,
+              "calibration": "drawn from the imbalanced training set, padded to seqlen", "ratios": args.cls_ratios,
+              "stability_runs": args.stability, "beta": args.beta, "recovery": "none", "seed": args.seed,
+              "interval": "Wilson 95 %"}
+    save("structured_seeds_minilm", config, results, loadavg=loads, seconds=time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("lm", "classify", "all"), default="all",
+                        help="lm: smollm2 (results/structured_seeds.json); classify: minilm "
+                             "(results/structured_seeds_minilm.json)")
+    parser.add_argument("--tasks", nargs="+", default=["pang-lee", "newsgroups-mini"])
+    parser.add_argument("--cls-ratios", type=float, nargs="+", default=[0.2, 0.4])
+    parser.add_argument("--cls-steps", type=int, default=60)
+    parser.add_argument("--cls-batch", type=int, default=16)
+    parser.add_argument("--cls-lr", type=float, default=1e-4)
+    parser.add_argument("--cls-seqlen", type=int, default=128)
+    parser.add_argument("--cls-calib", type=int, default=32, help="calibration documents per subset")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--ratio", type=float, default=0.2)
     parser.add_argument("--calib", default="wiki:calib")
@@ -72,6 +197,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.part in ("classify", "all"):
+        classify_part(args)
+    if args.part in ("lm", "all"):
+        lm_part(args)
+
+
+def lm_part(args) -> None:
 
     from kenprune.data.corpora import join_text, load_documents, tokenize_stream
     from kenprune.evaluate.latency import compare_latency, latency_row

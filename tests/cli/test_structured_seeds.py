@@ -56,3 +56,39 @@ def test_bad_seed_options_are_one_line(tiny_folder, tmp_path, capsys, argv, mess
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert message in err and err.startswith("kenprune: error:")
     assert not out.exists()
+
+
+@pytest.fixture
+def bert_folder(tmp_path):
+    from transformers import AutoTokenizer
+
+    from kenprune.models.loading import MODELS, LoadedModel, save_model
+    from tests.structured.test_seed_systems import _tiny_bert_classifier
+
+    tokenizer = AutoTokenizer.from_pretrained(MODELS.get("minilm-l6").folder())
+    loaded = LoadedModel(model=_tiny_bert_classifier(), tokenizer=tokenizer, name="tiny-bert", source="tiny",
+                         task="sequence-classification")
+    return save_model(loaded, tmp_path / "bert", {})
+
+
+def test_beta_rank_prunes_a_bert_classifier_which_reloads(bert_folder, tmp_path):
+    import kenprune
+
+    out = tmp_path / "bert-beta"
+    code = main(["structured", "--model", str(bert_folder), "--out", str(out), "--importance", "beta-rank",
+                 "--ratio", "0.5", "--calib", "lee:calib", "--nsamples", "3", "--seqlen", "16", "--stability", "2"])
+    assert code == 0
+    d = read(out).details
+    assert d["widths_after"][0] == {"heads": 2, "kv_heads": 2, "intermediate": 32} and "latency" not in d
+    reloaded = kenprune.load(str(out))
+    assert reloaded.task == "sequence-classification" and reloaded.model.config.num_attention_heads == 4
+    assert reloaded.model.bert.encoder.layer[1].attention.self.query.out_features == 16
+
+
+def test_gradient_importance_on_a_classifier_is_one_line(bert_folder, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["structured", "--model", str(bert_folder), "--out", str(out), "--importance", "taylor",
+                 "--calib", "lee:calib", "--nsamples", "2", "--seqlen", "16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "is a sequence-classification model, but a language-modelling loss is what --importance taylor" in err
+    assert not out.exists()

@@ -31,7 +31,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
     from ..evaluate import evaluate
     from ..evaluate.latency import compare_latency, latency_flags
     from ..data.windows import windows_for
-    from ..models.loading import LoadedModel, load_model, load_tokenizer
+    from ..models.loading import CAUSAL_LM, LoadedModel, load_model, load_tokenizer
     from ..structured.importance import IMPORTANCE
     from ..structured.io import save_structured
     from ..structured.plan import PrunePlan
@@ -52,8 +52,16 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
             windows = windows_for(load_tokenizer(model), calibration)
     with timer.stage("load"):
         loaded = load_model(model)
+    estimator = IMPORTANCE.get(settings.importance)
+    causal = loaded.task == CAUSAL_LM
+    if not causal and (estimator.gradients or estimator.trained or settings.steps):
+        raise KenpruneError(f"{model} is a {loaded.task} model, but a language-modelling loss is what --importance "
+                            f"{settings.importance}{' and --steps' if settings.steps else ''} train or score with; use "
+                            f"l1, l2, beta-rank or random (a classifier's loss: kenprune.structured.prune_structured "
+                            f"with labelled batches)")
+    latency = settings.latency and causal  # prefill / decode speed is a causal LM's measurement
     identity = loaded.identity()
-    dense = copy.deepcopy(loaded.model) if (settings.latency or evaluation.enabled) else None
+    dense = copy.deepcopy(loaded.model) if (latency or evaluation.enabled) else None
     with timer.stage("prune"):
         result = prune_structured(loaded, plan, importance=settings.importance,
                                   attention_unit=settings.attention_unit, calib=calibration.data,
@@ -75,7 +83,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
     record.layers = _block_table(result)
     record.details.update({**summary, "sparsity": summary["block_parameters_removed"],
                            "pruned_model": loaded.identity(), **trained.get("details", {})})
-    if settings.latency:
+    if latency:
         with timer.stage("latency"):
             dense_latency, pruned_latency, ratios = compare_latency(dense, loaded.model,
                                                                     rounds=settings.latency_repeats)

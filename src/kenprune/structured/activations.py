@@ -78,7 +78,8 @@ def collect_spreads(model: nn.Module, groups: list[Group], windows: torch.Tensor
 
     `windows`: token windows [n, seqlen], or batches for a classifier (importance.forward), padded to one
     length so that positions line up (padding positions count as positions)."""
-    if len(windows) < 2:
+    n = len(windows) if isinstance(windows, torch.Tensor) else sum(len(b["input_ids"]) for b in windows)
+    if n < 2:
         raise KenpruneError("beta-rank needs at least 2 calibration windows (spreads are taken across windows); "
                             "raise --nsamples")
     moments = {id(g): _Moments() for g in groups}
@@ -96,7 +97,6 @@ def collect_spreads(model: nn.Module, groups: list[Group], windows: torch.Tensor
     finally:
         for h in handles:
             h.remove()
-    n = len(windows) if isinstance(windows, torch.Tensor) else sum(len(b["input_ids"]) for b in windows)
     spreads = {}
     for group in groups:
         m = moments[id(group)]
