@@ -91,9 +91,13 @@ def classify_part(args) -> None:
         torch.manual_seed(args.seed)
         model = loaded.model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=args.cls_lr)
+        counts = torch.tensor([sum(d.label == lab for d in train) for lab in labels], dtype=torch.float32)
+        weight = (counts.sum() / (len(labels) * counts)) if args.cls_weighted else None  # inverse frequency
         for step in range(args.cls_steps):
             order = torch.randperm(len(train), generator=gen)[: args.cls_batch].tolist()
-            loss = model(**batch([train[i] for i in order])).loss
+            b = batch([train[i] for i in order])
+            logits = model(**{k: v for k, v in b.items() if k != "labels"}).logits
+            loss = torch.nn.functional.cross_entropy(logits, b["labels"], weight=weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -154,7 +158,7 @@ def classify_part(args) -> None:
                           "major_hi", "acc_minor", "minor_lo", "minor_hi", "balanced", "removed_overlap"])
     config = {"model": "minilm-l6", "tasks": args.tasks, "train": "calib+valid splits, minority class cut to 1/9",
               "test": "test split (balanced)", "finetune_steps": args.cls_steps, "finetune_batch": args.cls_batch,
-              "finetune_lr": args.cls_lr, "seqlen": args.cls_seqlen, "calibration_docs": args.cls_calib,
+              "finetune_lr": args.cls_lr, "class_weighted_loss": args.cls_weighted, "seqlen": args.cls_seqlen, "calibration_docs": args.cls_calib,
               "calibration": "drawn from the imbalanced training set, padded to seqlen", "ratios": args.cls_ratios,
               "stability_runs": args.stability, "beta": args.beta, "recovery": "none", "seed": args.seed,
               "interval": "Wilson 95 %"}
@@ -163,9 +167,11 @@ def classify_part(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("lm", "classify", "all"), default="all",
+    parser.add_argument("--part", choices=("lm", "classify", "beta", "all"), default="all",
                         help="lm: smollm2 (results/structured_seeds.json); classify: minilm "
-                             "(results/structured_seeds_minilm.json)")
+                             "(results/structured_seeds_minilm.json); beta: smollm2 beta-rank at each --beta-sweep "
+                             "value against taylor and l1, no recovery (results/structured_seeds_beta.json)")
+    parser.add_argument("--beta-sweep", type=float, nargs="+", default=[1.0, 0.9, 0.5])
     parser.add_argument("--tasks", nargs="+", default=["pang-lee", "newsgroups-mini"])
     parser.add_argument("--cls-ratios", type=float, nargs="+", default=[0.2, 0.4])
     parser.add_argument("--cls-steps", type=int, default=60)
@@ -173,6 +179,9 @@ def main() -> None:
     parser.add_argument("--cls-lr", type=float, default=1e-4)
     parser.add_argument("--cls-seqlen", type=int, default=128)
     parser.add_argument("--cls-calib", type=int, default=32, help="calibration documents per subset")
+    parser.add_argument("--cls-weighted", action=argparse.BooleanOptionalAction, default=True,
+                        help="fine-tune with inverse-frequency class weights (else the dense model may ignore the "
+                             "minority class)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--ratio", type=float, default=0.2)
     parser.add_argument("--calib", default="wiki:calib")
@@ -201,6 +210,51 @@ def main() -> None:
         classify_part(args)
     if args.part in ("lm", "all"):
         lm_part(args)
+    if args.part in ("beta", "all"):
+        beta_part(args)
+
+
+def beta_part(args) -> None:
+    """Is it the L1 half of the mix? smollm2 pruned by beta-rank at several beta (1 = the data-aware rank alone),
+    by taylor and by l1, no recovery: perplexity with intervals, paired against taylor, and stability."""
+    from kenprune.data.corpora import join_text, load_documents, tokenize_stream
+    from kenprune.models.loading import LoadedModel, load_model
+    from kenprune.structured.plan import PrunePlan
+    from kenprune.structured.prune import prune_structured
+
+    start = time.perf_counter()
+    loads = [os.getloadavg()[0]]
+    dense = load_model(args.model)
+    tokens = tokenize_stream(dense.tokenizer, join_text(load_documents(args.eval)))
+    n = min(args.eval_windows, tokens.numel() // args.eval_seqlen)
+    windows = tokens[: n * args.eval_seqlen].view(n, args.eval_seqlen)
+    arms = [("taylor", 0.5), ("l1", 0.5)] + [("beta-rank", b) for b in args.beta_sweep]
+    nll, meta = {}, {}
+    for importance, beta in arms:
+        loaded = LoadedModel(copy.deepcopy(dense.model), dense.tokenizer, dense.name, dense.source, dense.task,
+                             dense.bos)
+        d = prune_structured(loaded, PrunePlan(args.ratio), importance=importance, calib=args.calib,
+                             nsamples=args.nsamples, seqlen=args.calib_seqlen, seed=args.seed, beta=beta,
+                             stability=args.stability, progress=False).to_dict()
+        name = importance if importance != "beta-rank" else f"beta-rank b={beta}"
+        nll[name], meta[name] = window_nll(loaded.model, windows), d["stability"]
+        loads.append(os.getloadavg()[0])
+        print(f"[{time.perf_counter() - start:7.1f} s, load {loads[-1]:.1f}] {name}: ppl "
+              f"{nll[name].mean().exp():.2f}, removed overlap {d['stability']['removed_overlap']:.3f}", flush=True)
+    rows = []
+    for name, values in nll.items():
+        lo, hi = bootstrap(values, seed=args.seed)
+        dlo, dhi = bootstrap(values - nll["taylor"], seed=args.seed)
+        rows.append({"arm": name, "ppl": values.mean().exp().item(), "ppl_lo": math.exp(lo), "ppl_hi": math.exp(hi),
+                     "nll_vs_taylor": (values - nll["taylor"]).mean().item(), "diff_lo": dlo, "diff_hi": dhi,
+                     "removed_overlap": meta[name]["removed_overlap"], "kept_overlap": meta[name]["kept_overlap"],
+                     "per_window_nll": values.tolist()})
+    print_table(rows, ["arm", "ppl", "ppl_lo", "ppl_hi", "nll_vs_taylor", "diff_lo", "diff_hi", "removed_overlap"])
+    config = {"model": args.model, "ratio": args.ratio, "calib": args.calib, "nsamples": args.nsamples,
+              "calib_seqlen": args.calib_seqlen, "stability_runs": args.stability, "eval": args.eval,
+              "eval_seqlen": args.eval_seqlen, "eval_windows": n, "eval_bos": "none", "recovery": "none",
+              "threads": args.threads, "seed": args.seed, "bootstrap": 2000}
+    save("structured_seeds_beta", config, rows, loadavg=loads, seconds=time.perf_counter() - start)
 
 
 def lm_part(args) -> None:
