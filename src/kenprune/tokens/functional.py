@@ -17,6 +17,7 @@ import math
 import torch
 
 NEG = float("-inf")
+CACHE_BYTES = 8 << 20  # attention bytes WPR iterates on at a time
 
 
 # ----------------------------------------------------------------------------- I-stage: WPR, VHF, EIR
@@ -45,19 +46,34 @@ def wpr_start(valid: torch.Tensor, heads: int, cls_weight: bool = False, dtype=t
 
 def wpr(attn: torch.Tensor, valid: torch.Tensor | None = None, iterations: int = 1,
         start: torch.Tensor | None = None) -> torch.Tensor:
-    """Weighted PageRank per head [B, H, N]: `iterations` steps of s <- A^T s (s_j = sum_i A[i, j] s_i).
+    """Weighted PageRank per head [B, H, N]: `iterations` steps of s <- A^T s (s_j = sum_i A[i, j] s_i) on
+    `graph(attn, valid)`, computed without copying A: each row's mass on valid keys r_i = sum_j A[i, j] v_j
+    renormalises the votes, s <- v * (A^T (s / r)).
 
     A row-stochastic A keeps sum(s) = 1, so this is the power iteration towards the stationary distribution of
     the attention Markov chain."""
     b, h, n, _ = attn.shape
     if valid is None:
         valid = torch.ones(b, n, dtype=torch.bool, device=attn.device)
-    a = graph(attn, valid)
+    v = valid[:, None, :].to(attn.dtype)  # [B, 1, N]
     s = wpr_start(valid, h, dtype=attn.dtype) if start is None else start.to(attn.dtype)
-    at = a.transpose(-1, -2)
-    for _ in range(iterations):
-        s = (at @ s.unsqueeze(-1)).squeeze(-1)
-    return s
+    if iterations <= 0:
+        return s * v
+    out = torch.empty_like(s)
+    # a few sequences at a time, so that their attention stays in cache across the iterations (the iteration
+    # is a matrix-vector product: memory-bound when the whole batch's attention is streamed every time)
+    step = max(1, CACHE_BYTES // max(1, h * n * n * attn.element_size()))
+    for lo in range(0, b, step):
+        a, vv, ss = attn[lo:lo + step], v[lo:lo + step], s[lo:lo + step]
+        if bool(valid[lo:lo + step].all()):
+            scale = vv  # rows of a softmax already sum to 1
+        else:
+            rows = (a * vv.unsqueeze(-2)).sum(-1).clamp_min(torch.finfo(attn.dtype).tiny)
+            scale = vv / rows
+        for _ in range(iterations):
+            ss = ((ss * scale).unsqueeze(-2) @ a).squeeze(-2) * vv
+        out[lo:lo + step] = ss
+    return out
 
 
 def head_variance(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
