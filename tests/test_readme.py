@@ -72,6 +72,10 @@ COMMANDS = {
         [*SHORT_CALIB, *SHORT_EVAL, "--no-latency", "--train-seqlen", "32"],
     "kenprune structured --model smollm2-135m --importance polarization --steps 40 --ratio 0.2 --out gates/ "
     "--eval wiki:test": [*SHORT_EVAL, "--no-latency", "--train-seqlen", "32"],
+    "kenprune tokens --model minilm-l6 --method zero-tprune --keep 0.6 --out tokens-zt/":
+        ["--texts", "4", "--latency-repeats", "1", "--examples", "1"],
+    "kenprune tokens --model ft/ --method tome --schedule 1:0.9,2:0.75,3:0.6 --data pang-lee:test --out tokens-ft/":
+        ["--texts", "4", "--latency-repeats", "1", "--examples", "1"],
 }
 
 # README command -> why it does not run here
@@ -88,6 +92,7 @@ KNOWN_BROKEN: dict[str, str] = {}
 # ```python blocks (by their first line) -> (README text, smoke text) replacements
 PYTHON = {
     "from kenprune import ken_viz": [],  # reads ken/ from the commands above
+    "from kenprune import apply_token_pruning, load": [],
     "import kenprune": [
         ('"smollm2-135m"', f'"{TINY}"'),
         ("Calibration(samples=32)", "Calibration(samples=2, seqlen=64)"),

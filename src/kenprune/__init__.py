@@ -54,6 +54,10 @@ _EXPORTS = {
                                                        "LoraSettings", "FinetuneSettings")},
     "resolve_allocation": "kenprune.allocate:resolve_allocation",
     "ALLOCATORS": "kenprune.allocate:ALLOCATORS",
+    "prune_tokens": "kenprune.jobs.tokens:prune_tokens",
+    "apply_token_pruning": "kenprune.tokens.patch:apply_token_pruning",
+    "remove_token_pruning": "kenprune.tokens.patch:remove_token_pruning",
+    "TokenSettings": "kenprune.settings:TokenSettings",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

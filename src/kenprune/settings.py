@@ -365,6 +365,62 @@ class FinetuneSettings(Settings):
 FINETUNE_EVALUATION = Evaluation(windows=8)
 
 
+TOKEN_WPR_STARTS = ("auto", "uniform", "cls")
+
+
+@dataclass(frozen=True)
+class TokenSettings(Settings):
+    """Token pruning (Zero-TPrune, ToMe, baselines) at inference: the method and how many tokens remain.
+
+    keep: one cumulative keep ratio (None: 0.6, or the schedule's); schedule: ratios per layer
+    (tokens/schedule.py), exclusive with keep. wpr_start auto: [CLS]-weighted for [CLS]-pooled models
+    (classifiers, ViT), uniform for mean-pooled sentence encoders. The run measures fidelity on `texts`
+    paragraphs of `data` cut to `seqlen` tokens (accuracy on the labelled split for a classifier), latency
+    against dense over `latency_repeats` alternating rounds, and traces `examples` inputs layer by layer."""
+
+    method: str = "zero-tprune"
+    keep: float | None = None
+    schedule: str | None = None
+    wpr_start: str = "auto"
+    similarity_share: float = 0.5
+    vhf_min: float = 0.01
+    vhf_max: float = 0.7
+    data: str = "wiki:test"
+    texts: int = 64
+    seqlen: int = 128
+    batch_size: int = 16
+    examples: int = 3
+    latency_repeats: int = 5
+    seed: int = 0
+
+    def check(self) -> "TokenSettings":
+        from .tokens import TOKEN_METHODS
+        from .tokens.schedule import parse
+
+        TOKEN_METHODS.get(self.method)
+        if self.keep is not None and self.schedule is not None:
+            raise KenpruneError("give --keep or --schedule, not both (a schedule sets the keep ratio per layer)")
+        if self.keep is not None and (isinstance(self.keep, bool) or not 0 < float(self.keep) <= 1):
+            raise KenpruneError(f"--keep must be in (0, 1], got {self.keep!r}")
+        if self.schedule is not None:
+            parse(self.schedule)
+        if self.wpr_start not in TOKEN_WPR_STARTS:
+            raise KenpruneError(f"unknown --wpr-start {self.wpr_start!r}; choose one of: {', '.join(TOKEN_WPR_STARTS)}")
+        if not 0 <= self.similarity_share <= 1:
+            raise KenpruneError(f"--similarity-share must be in [0, 1], got {self.similarity_share}")
+        if not 0 <= self.vhf_min <= self.vhf_max:
+            raise KenpruneError(f"the head filter needs 0 <= --vhf-min <= --vhf-max, got {self.vhf_min}, {self.vhf_max}")
+        for name in ("texts", "batch_size", "latency_repeats"):
+            _positive(getattr(self, name), f"--{name.replace('_', '-')}")
+        _positive(self.seqlen, "--seqlen", 4)
+        _positive(self.examples, "--examples", 0)
+        _data_ref(self.data, "--data")
+        return self
+
+    def resolved_schedule(self) -> float | str:
+        return self.schedule if self.schedule is not None else 0.6 if self.keep is None else float(self.keep)
+
+
 def given(**values: Any) -> dict[str, Any]:
     """The settings as the user gave them (None and empty values left out), for the record."""
     out = {}
@@ -378,4 +434,4 @@ def given(**values: Any) -> dict[str, Any]:
 __all__ = ["Calibration", "Evaluation", "Output", "PruneSettings", "StructuredSettings", "KenSettings",
            "SearchSettings", "LoraSettings", "FinetuneSettings", "DEFAULT_MODEL", "STRUCTURED_CALIBRATION",
            "STRUCTURED_EVALUATION", "KEN_EVALUATION", "SEARCH_CALIBRATION", "SEARCH_EVALUATION", "RECOVER_EVALUATION",
-           "FINETUNE_EVALUATION", "field"]
+           "FINETUNE_EVALUATION", "TokenSettings", "field"]

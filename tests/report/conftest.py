@@ -223,13 +223,38 @@ def eval_record() -> RunRecord:
     return record("eval", None, {}, quality=[perplexity(DENSE_PPL, "after", MODEL["name"])])
 
 
+def tokens_record() -> RunRecord:
+    """`kenprune tokens`: cosine to dense, tokens per layer, FLOPs, latency, one traced example."""
+    lat = {"dense": {"seconds_all": [1.0, 1.1, 1.05], "median": 1.05, "p90": 1.09},
+           "pruned": {"seconds_all": [0.8, 0.82, 0.81], "median": 0.81, "p90": 0.818}, "speedup": 1.3,
+           "loadavg": {"before": [2.0, 2.0, 2.0], "after": [2.0, 2.0, 2.0]}, "threads": 2, "repeats": 3, "batch": 4,
+           "tokens": 40, "overhead_median": 0.01}
+    layers = [{"layer": i, "tokens_in": n, "tokens_out": m, "dense": 10.0, "kept_fraction": m / 10, "pruning": n != m}
+              for i, (n, m) in enumerate([(10, 10), (10, 8), (8, 6), (6, 6)])]
+    details = {"method": "zero-tprune", "schedule": {"1": 0.8, "2": 0.6}, "schedule_text": "1:0.8, 2:0.6", "layers": 4,
+               "task": "encoder", "data": "wiki:test", "fidelity": {"cosine_mean": 0.97, "cosine_p5": 0.93},
+               "tokens_per_layer": layers, "flops": {"dense": 1.0, "pruned": 0.7, "ratio": 0.7}, "latency": lat,
+               "examples": [{"tokens": ["[CLS]", "a", "b", "c", "[SEP]"], "survivors": [[0, 1, 2, 3, 4], [0, 2, 3, 4],
+                                                                                   [0, 3, 4], [0, 3, 4]], "sizes": []}],
+               "sparsity": 0.4, "options": {"wpr_start": "uniform", "vhf": [0.01, 0.7], "similarity_share": 0.5,
+                                            "iterations": [30, 30, 5, 1]}}
+    protocol = {"texts": 4, "seqlen": 16}
+    return record("tokens", "zero-tprune", details, quality=[
+        Quality("cosine to dense", 1.0, "wiki:test", "before", "dense", protocol),
+        Quality("cosine to dense", 0.97, "wiki:test", "after", "zero-tprune", protocol)],
+        layer_quantity="kept token fraction",
+        layers=[Layer(f"layer {x['layer']}", [int(x["tokens_out"])], x["kept_fraction"], block=x["layer"])
+                for x in layers])
+
+
 def uniform_dir(tmp_path: Path) -> Path:
     """A uniform magnitude run: every layer at the target."""
     return write(tmp_path / "magnitude-uniform", prune_record("magnitude", 0.5, 38.0, uniform=True))
 
 
 KIND_FOLDERS = {"prune": "sparsegpt-50", "structured": "structured", "ken": "ken-run", "ken-apply": "ken-apply",
-                "search": "search-evolution", "recover": "lora", "finetune": "finetune", "eval": "dense-eval"}
+                "search": "search-evolution", "recover": "lora", "finetune": "finetune", "eval": "dense-eval",
+                "tokens": "tokens-zt"}
 
 
 @pytest.fixture
@@ -244,7 +269,8 @@ def run_dirs(tmp_path: Path) -> dict[str, Path]:
     (apply / "config.json").write_text("{}")
     records = {"prune": prune_record("sparsegpt"), "structured": structured_record(), "ken": ken_record(masks, pre),
                "ken-apply": ken_apply_record(subnetwork, pre), "search": search_record(),
-               "recover": recover_record(), "finetune": finetune_record(), "eval": eval_record()}
+               "recover": recover_record(), "finetune": finetune_record(), "eval": eval_record(),
+               "tokens": tokens_record()}
     dirs = {kind: write(tmp_path / KIND_FOLDERS[kind], r) for kind, r in records.items()}
     dirs["random"] = write(tmp_path / "search-random", search_record("random", 4.0))
     for method, ppls in (("magnitude", (40.0, 90.0, 400.0)), ("wanda", (33.0, 45.0, 120.0))):

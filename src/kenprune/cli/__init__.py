@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "prune",
     "search",
     "structured",
+    "tokens",
 )
 
 

@@ -124,6 +124,19 @@ def kenviz_blocks(masks, key: str, fractions: bool = True, max_variants: int | N
     ]
 
 
+def _token_figures(run: Run) -> list[FigureBlock]:
+    """Token pruning: each traced input, token by token, layer by layer."""
+    blocks = []
+    for i, example in enumerate(run.record.details.get("examples") or []):
+        fig = figures.token_survival(example["tokens"], example["survivors"],
+                                     title=f"{run.method}: tokens left after each layer (example {i + 1})")
+        blocks.append(FigureBlock(f"{_slug(run.name)}-tokens-{i}", "Tokens of one input (columns) still present after "
+                                  "each layer (rows, with the count). How to read: dark = still there; a column that "
+                                  "turns white was pruned (or, for ToMe, merged into a similar token) at that layer.",
+                                  {"all": png_bytes(fig)}))
+    return blocks
+
+
 def run_section(run: Run) -> Section:
     section = Section(f"{run.name} ({run.kind})")
     section.warnings += run.warnings
@@ -150,6 +163,8 @@ def run_section(run: Run) -> Section:
         section.figures.append(FigureBlock(f"{_slug(run.name)}-loss", "Training loss at each step. How to read: "
                                            "a falling line is the model fitting its training data.",
                                            {"all": png_bytes(fig)}))
+    if run.kind == "tokens":
+        section.figures += _token_figures(run)
     if run.kind in ("ken", "ken-apply"):
         blocks, notes = _ken_mask_figures(run)
         section.figures += blocks

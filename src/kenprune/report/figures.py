@@ -343,3 +343,20 @@ def layers_grid(masks: Mapping[str, np.ndarray], title: str = "", max_side: int 
     text = f"{title}  ({how})" if title else how
     fig.suptitle(textwrap.fill(text, max(30, int(fig.get_figwidth() * 72 / 6.5) - 4)), fontsize=10, x=0.01, ha="left")
     return fig
+
+
+def token_survival(tokens: Sequence[str], survivors: Sequence[Sequence[int]], title: str = "") -> Figure:
+    """Which tokens of one input are still present after each layer: one row per layer (top: the input), one
+    column per token, dark where the token is left; the tokens are the column labels."""
+    n, rows = len(tokens), len(survivors) + 1
+    grid = np.zeros((rows, n), dtype=np.float32)
+    grid[0] = 1
+    for i, kept in enumerate(survivors):
+        grid[i + 1, [p for p in kept if 0 <= p < n]] = 1
+    fig = _figure(min(16.0, 1.6 + 0.13 * n), 1.6 + 0.28 * rows)
+    ax = fig.add_subplot()
+    ax.imshow(grid, cmap=KEPT_CMAP, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(rows), ["input"] + [f"layer {i} ({len(k)})" for i, k in enumerate(survivors)], fontsize=7)
+    ax.set_xticks(range(n), [t[:12] for t in tokens], rotation=90, fontsize=6)
+    _title(ax, title, 10)
+    return fig

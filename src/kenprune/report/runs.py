@@ -395,6 +395,40 @@ def eval_view(run: Run) -> None:
         run.sparsity, run.quality = 0.0, (run.quality[0], run.quality[2], run.quality[2])
 
 
+@RUN_KINDS.register("tokens", "kenprune tokens: token pruning at inference, fidelity and speed against dense")
+def tokens_view(run: Run) -> None:
+    d = run.record.details
+    lat, fid = d["latency"], d["fidelity"]
+    per_layer = d["tokens_per_layer"]
+    _rows(run.summary, {
+        "schedule (layer: cumulative keep)": d["schedule_text"],
+        "tokens per layer (mean per input)": " -> ".join(f"{x['tokens_out']:.1f}" for x in per_layer)
+        + f" (input {per_layer[0]['dense']:.1f})" if per_layer else None,
+        "FLOPs vs dense (from the real token counts)": f"{d['flops']['ratio']:.3f}x",
+        "fidelity": ", ".join(f"{k} {format_number(v)}" for k, v in fid.items() if isinstance(v, (int, float))),
+        "WPR": f"start {d['options']['wpr_start']}, iterations per layer {d['options']['iterations']}, VHF "
+               f"{d['options']['vhf']}, similarity share {d['options']['similarity_share']}"
+        if d["method"] == "zero-tprune" else None,
+    })
+    for name in ("dense", "pruned"):
+        run.summary[f"latency {name} (batch {lat['batch']}, {lat['threads']} threads)"] = (
+            _spread(lat[name]["seconds_all"], "s")[2] + f", p90 {lat[name]['p90']:.3g} s")
+    run.summary["speed-up (median dense / median pruned)"] = (
+        f"{lat['speedup']:.2f}x; pruning decisions {lat['overhead_median']:.3g} s of the pruned median; "
+        f"load average {lat['loadavg']['before'][0]:.1f} (shared machine: read the ratio, not the seconds)")
+    spread = max(_spread(lat[n]["seconds_all"], "s")[1] for n in ("dense", "pruned"))
+    if abs(lat["dense"]["median"] - lat["pruned"]["median"]) < spread:
+        run.warnings.append(f"latency: the dense/pruned difference is smaller than the spread of the repeats "
+                            f"({spread:.3g} s); the speed-up {lat['speedup']:.2f}x is not a result")
+    for i, example in enumerate(d.get("examples") or []):
+        tokens, last = example["tokens"], set(example["survivors"][-1]) if example["survivors"] else set()
+        run.summary[f"example {i + 1} after the last layer (_ = pruned)"] = " ".join(
+            t if p in last else "_" for p, t in enumerate(tokens))
+    run.series = f"{run.method} (tokens)"
+    run.headline = (f"{run.method}, schedule {d['schedule_text']}, {_quality_text(run)}, FLOPs "
+                    f"{d['flops']['ratio']:.2f}x, speed-up {lat['speedup']:.2f}x")
+
+
 # ----------------------------------------------------------------------------- entry point
 
 def read_run(path: str | Path) -> Run:

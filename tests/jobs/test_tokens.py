@@ -1,0 +1,74 @@
+"""`kenprune tokens` end to end on minilm-l6 (small sizes): the record, the report, one-line errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kenprune.cli import main
+from kenprune.record import read
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_tokens_writes_a_record_and_a_report(capsys, tmp_path, minilm):
+    out = tmp_path / "zt"
+    code, stdout, err = _run(capsys, "tokens", "--model", "minilm-l6", "--method", "zero-tprune", "--keep", "0.5",
+                             "--texts", "8", "--seqlen", "48", "--batch-size", "4", "--latency-repeats", "2",
+                             "--examples", "2", "--out", str(out))
+    assert code == 0, err
+    assert "cosine to dense" in stdout and "FLOPs" in stdout
+    record = read(out)
+    assert record.kind == "tokens" and record.method == "zero-tprune"
+    d = record.details
+    assert d["schedule"] == pytest.approx({"1": 0.5 ** (1 / 3), "2": 0.5 ** (2 / 3), "3": 0.5})
+    counts = [x["tokens_out"] for x in d["tokens_per_layer"]]
+    assert counts == sorted(counts, reverse=True) and counts[-1] < counts[0]
+    assert d["flops"]["ratio"] < 1 and 0 < record.quality_of("after").value <= 1
+    assert len(d["examples"]) == 2
+    ex = d["examples"][0]
+    assert len(ex["survivors"]) == 6 and 0 in ex["survivors"][-1] and len(ex["tokens"]) - 1 in ex["survivors"][-1]
+    assert len(d["latency"]["dense"]["seconds_all"]) == 2 and d["latency"]["loadavg"]["before"]
+    assert _run(capsys, "report", str(out))[0] == 0
+    html = (out / "report.html").read_text()
+    assert "Tokens of one input (columns) still present after each layer" in html and "FLOPs vs dense" in html
+
+
+def test_tokens_on_a_finetuned_classifier_reports_accuracy(capsys, tmp_path, minilm):
+    ft = tmp_path / "ft"
+    from kenprune.jobs.finetune import finetune
+
+    finetune("minilm-l6", "pang-lee", out=ft, steps=2, progress=False)
+    out = tmp_path / "tk"
+    code, stdout, err = _run(capsys, "tokens", "--model", str(ft), "--method", "tome", "--keep", "0.6", "--data",
+                             "pang-lee:test", "--texts", "8", "--latency-repeats", "1", "--examples", "1",
+                             "--out", str(out))
+    assert code == 0, err
+    record = read(out)
+    assert record.quality_of("after").metric == "accuracy" and record.details["options"]["wpr_start"] == "cls"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--keep", "1.5"], "--keep must be in (0, 1], got 1.5"),
+    (["--keep", "0"], "--keep must be in (0, 1], got 0.0"),
+    (["--schedule", "0.9,0.8,0.7,0.6,0.5,0.4"], "the schedule has 6 ratios for layers 1..6, but the model has 6 "
+                                                "layers"),
+    (["--schedule", "9:0.5"], "names layer 9, but the model has 6 layers"),
+    (["--keep", "0.5", "--schedule", "0.5"], "give --keep or --schedule, not both"),
+    (["--similarity-share", "2"], "--similarity-share must be in [0, 1]"),
+])
+def test_bad_input_is_one_line(capsys, tmp_path, argv, message, minilm):
+    code, _, err = _run(capsys, "tokens", *argv, "--out", str(tmp_path / "x"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_family_without_an_adapter_is_one_line(capsys, tmp_path, tiny_llama_folder):
+    code, _, err = _run(capsys, "tokens", "--model", str(tiny_llama_folder), "--out", str(tmp_path / "x"))
+    assert code == 2 and "does not support model family 'llama'; supported families: bert, vit" in err
+    assert len(err.strip().splitlines()) == 1
