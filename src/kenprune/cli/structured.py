@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..settings import STRUCTURED_CALIBRATION, STRUCTURED_EVALUATION, StructuredSettings
-from .options import add_calibration, add_evaluation, add_model, add_output, calibration_from, evaluation_from, \
-    output_from
+from .options import add_calibration, add_evaluation, add_model, add_output, add_tasks, calibration_from, \
+    evaluation_from, output_from, task_lines
 from .report import write_report_quietly
 
 
@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"timed repeats per measurement (median; default {d.latency_repeats})")
     add_calibration(p, STRUCTURED_CALIBRATION, batch=False)
     add_evaluation(p, STRUCTURED_EVALUATION)
+    add_tasks(p)
     add_output(p, required=True, what="the pruned HF model and run.json")
     p.set_defaults(func=run)
 
@@ -68,5 +69,6 @@ def summary(record, out) -> str:
     if after is not None:
         lines.append(f"{after.metric} {after.data}: " + (f"dense {before.value:.3f} -> " if before else "")
                      + f"pruned {after.value:.3f}")
+    lines += task_lines(record)
     lines.append(f"wrote {out}")
     return "\n".join(lines)
