@@ -82,6 +82,20 @@ def run_row(label, method, sparsity, pattern, allocation, args, evaluation) -> d
     return row
 
 
+def subset(row: dict, names: list[str]) -> dict | None:
+    """A row of an earlier run restricted to `names` (same items: same limit), its mean recomputed; None when
+    it lacks one of them."""
+    from kenprune.evaluate.zero_shot import mean_interval
+
+    if not all(n in row["tasks"] for n in names):
+        return None
+    tasks = {n: row["tasks"][n] for n in names}
+    mean = sum(t["value"] for t in tasks.values()) / len(tasks)
+    return {**row, "tasks": tasks, "mean": mean, "mean_ci95": list(mean_interval(list(tasks.values()))),
+            "reused": "tasks of an earlier run of this script with the same --limit (identical items)"
+            if set(tasks) != set(row["tasks"]) else row.get("reused")}
+
+
 def table(rows: list[dict]) -> list[dict]:
     names = list(dict.fromkeys(t for r in rows for t in r["tasks"]))
     out = []
@@ -143,8 +157,8 @@ def main() -> int:
     done: list[dict] = []
     if path.exists() and not args.fresh:
         old = json.loads(path.read_text())
-        if old.get("config", {}).get("limit") == args.limit and old.get("config", {}).get("tasks") == args.tasks:
-            done = old["rows"]
+        if old.get("config", {}).get("limit") == args.limit:
+            done = [r for r in (subset(row, select_tasks(args.tasks).names) for row in old["rows"]) if r]
     config = {"model": args.model, "tasks": args.tasks, "limit": args.limit, "calibration": "wiki:calib",
               "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": 0,
               "perplexity": f"wiki:test, {args.eval_windows} windows x 512", "lm_eval": lm_eval_version(),

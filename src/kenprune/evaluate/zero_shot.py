@@ -123,7 +123,7 @@ def wilson(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
     p = correct / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
 def mean_interval(results: list[dict], z: float = Z95) -> tuple[float, float]:

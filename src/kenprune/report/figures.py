@@ -358,7 +358,8 @@ def task_bars(tasks: Sequence[str], series: Mapping[str, Sequence[tuple[float, f
         xs = [t + (i - (len(series) - 1) / 2) * width for t, p in enumerate(points) if p is not None]
         vals = [p for p in points if p is not None]
         ax.bar(xs, [v for v, _, _ in vals], width=width * 0.95, color=PALETTE[i % len(PALETTE)], label=name,
-               yerr=np.array([[v - lo for v, lo, _ in vals], [hi - v for v, _, hi in vals]]), capsize=3,
+               yerr=np.array([[max(0.0, v - lo) for v, lo, _ in vals], [max(0.0, hi - v) for v, _, hi in vals]]),
+               capsize=3,
                error_kw={"linewidth": 1, "ecolor": "#333333"})
     for t, level in enumerate(chance):
         if level is not None:
