@@ -44,3 +44,16 @@ def test_bad_task_options_fail_in_one_line_before_loading(args, message, capsys)
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_search_final_check_scores_the_searched_allocation(tmp_path, tiny_llama_folder):
+    """search --eval-tasks prunes a copy with the best allocation and scores it next to the dense model."""
+    out = tmp_path / "search"
+    assert main(["search", "--model", str(tiny_llama_folder), "--quick", "--workers", "1", "--seqlen", "32",
+                 "--eval-seqlen", "32", "--eval-tasks", "sentiment", "--eval-limit", "2", "--out", str(out)]) == 0
+    record = read(out)
+    assert [(q.metric, q.role, q.model) for q in record.quality] == [
+        ("perplexity", "after", "searched allocation"), ("zero-shot", "before", "dense"),
+        ("task accuracy", "before", "dense"), ("zero-shot", "after", "searched allocation"),
+        ("task accuracy", "after", "searched allocation")]
+    assert "tasks" in record.seconds()
