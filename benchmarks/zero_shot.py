@@ -136,6 +136,8 @@ def main() -> int:
     parser.add_argument("--rows", default=None, help="comma-separated labels to run (default: all)")
     parser.add_argument("--name", default="zero_shot", help="results file name")
     parser.add_argument("--fresh", action="store_true", help="ignore rows of an earlier run")
+    parser.add_argument("--merge", default=None, help="also take the rows of results/NAME.json (a run of the same "
+                                                      "limit on other rows, e.g. in parallel)")
     parser.add_argument("--gemma", action="store_true", help="gemma3-270m dense vs Wanda 50 % instead")
     args = parser.parse_args()
 
@@ -159,6 +161,11 @@ def main() -> int:
         old = json.loads(path.read_text())
         if old.get("config", {}).get("limit") == args.limit:
             done = [r for r in (subset(row, select_tasks(args.tasks).names) for row in old["rows"]) if r]
+    if args.merge:
+        other = json.loads((RESULTS / f"{args.merge}.json").read_text())
+        if other.get("config", {}).get("limit") == args.limit:
+            done += [r for r in (subset(row, select_tasks(args.tasks).names) for row in other["rows"])
+                     if r and not any(r["label"] == d["label"] for d in done)]
     config = {"model": args.model, "tasks": args.tasks, "limit": args.limit, "calibration": "wiki:calib",
               "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": 0,
               "perplexity": f"wiki:test, {args.eval_windows} windows x 512", "lm_eval": lm_eval_version(),

@@ -135,8 +135,8 @@ def test_wilson_and_mean_intervals():
 
 
 def test_selection():
-    s = select_tasks("default,cloze,kenprune_topic,stock:hellaswag")
-    assert s.local == ("analogy", "cloze", "continuation", "topic") and s.stock == ("hellaswag",)
+    s = select_tasks("cloze,kenprune_topic,default,stock:hellaswag")
+    assert s.local == ("cloze", "topic", "analogy", "continuation", "sentiment") and s.stock == ("hellaswag",)
     assert s.names[-1] == "hellaswag" and s.names[0] == "kenprune_analogy"
     assert select_tasks("all").local == tuple(["analogy", "cloze", "continuation", "sentiment", "topic"])
     assert "zero-shot" in EVALUATORS

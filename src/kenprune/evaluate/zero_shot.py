@@ -166,6 +166,26 @@ def _environment(offline: bool, progress: bool) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def _placed(model: Any, device: str | None) -> Iterator[str]:
+    """The model in eval mode on `device` (None: CUDA when there is one, else where it is) for the block, then
+    back where and as it was (train/eval mode), however the block ends."""
+    import torch
+
+    mode, home = model.training, next(model.parameters()).device
+    target = torch.device(device) if device else (torch.device("cuda") if torch.cuda.is_available() and
+                                                  home.type == "cpu" else home)
+    model.eval()
+    try:
+        if target != home:
+            model.to(target)
+        yield str(next(model.parameters()).device)
+    finally:
+        if target != home:
+            model.to(home)
+        model.train(mode)
+
+
 _MANAGERS: dict[tuple, Any] = {}
 
 
@@ -179,7 +199,7 @@ def task_manager(paths: tuple[str, ...], stock: bool):
     return _MANAGERS[key]
 
 
-def _primary(selection: TaskSelection, name: str, metrics: dict) -> str:
+def _primary(name: str, metrics: dict) -> str:
     bare = local_name(name) if name.startswith("kenprune_") else None
     if bare:
         return TASKS.get(bare).primary
@@ -187,8 +207,11 @@ def _primary(selection: TaskSelection, name: str, metrics: dict) -> str:
 
 
 def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None, batch_size: int = 8,
-              progress: bool = True, folder: Path | None = None) -> dict[str, Any]:
-    """Every selected task zero-shot on `loaded` (a LoadedModel); per-task results and the protocol."""
+              progress: bool = True, folder: Path | None = None, device: str | None = None) -> dict[str, Any]:
+    """Every selected task zero-shot on `loaded` (a LoadedModel); per-task results and the protocol.
+
+    device None: a CUDA device when there is one (the model visits it for the tasks and goes back), else
+    where the model is."""
     from ..models.loading import CAUSAL_LM
 
     version = require_lm_eval()
@@ -207,11 +230,8 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
     import torch
 
     dtype = str(next(loaded.model.parameters()).dtype).replace("torch.", "")
-    device = str(next(loaded.model.parameters()).device)
     results: list[dict] = []
-    was_training = loaded.model.training
-    loaded.model.eval()
-    with _environment(offline=not selection.stock, progress=progress):
+    with _environment(offline=not selection.stock, progress=progress), _placed(loaded.model, device) as device:
         import lm_eval
         from lm_eval.models.huggingface import HFLM
 
@@ -235,7 +255,6 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
                 raise KenpruneError(f"lm-eval could not run task {name}: {type(exc).__name__}: {text}{hint}") \
                     from None
             results.append(_task_result(selection, name, out, time.perf_counter() - start, folder))
-    loaded.model.train(was_training)
     return {"tasks": results, "protocol": {
         "evaluator": "lm-evaluation-harness", "lm_eval_version": version, "num_fewshot": 0, "limit": limit,
         "batch_size": batch_size, "dtype": dtype, "device": device, "offline": not selection.stock,
@@ -249,7 +268,7 @@ def _task_result(selection: TaskSelection, name: str, out: dict, seconds: float,
         raise KenpruneError(f"lm-eval returned no result for task {name}")
     metrics = {key.split(",")[0]: value for key, value in result.items()
                if "," in key and "_stderr" not in key and isinstance(value, (int, float))}
-    primary = _primary(selection, name, metrics)
+    primary = _primary(name, metrics)
     if primary not in metrics:
         raise KenpruneError(f"task {name} reports no {primary} (it has: {', '.join(metrics) or 'no metric'}); "
                             f"kenprune scores acc or acc_norm tasks")
