@@ -37,6 +37,8 @@ SMOKE = {
     "--eval-windows": "1",
     "--keep-first": "0",  # the tiny model has 2 blocks: keeping 4 + 2 would leave none to prune
     "--keep-last": "0",
+    "--limit": "2",  # zero-shot items per task
+    "--eval-limit": "2",
 }
 
 # README command (whitespace-normalised, optional [...] kept as written) -> arguments the smoke run adds
@@ -76,10 +78,16 @@ COMMANDS = {
         ["--texts", "4", "--latency-repeats", "1", "--examples", "1"],
     "kenprune tokens --model ft/ --method tome --schedule 1:0.9,2:0.75,3:0.6 --data pang-lee:test --out tokens-ft/":
         ["--texts", "4", "--latency-repeats", "1", "--examples", "1"],
+    "kenprune eval --model smollm2-135m --tasks default --limit 200": [],
+    "kenprune prune --method wanda --sparsity 0.5 --eval wiki:test --eval-tasks default --eval-limit 200 "
+    "--out wanda50/": ["--model", TINY, *SHORT_CALIB, *SHORT_EVAL],
 }
 
 # README command -> why it does not run here
 SKIPPED = {
+    "kenprune eval --model wanda50/ --tasks stock:hellaswag,stock:piqa":
+        "lm-eval's stock tasks download their data from the hub: no internet here",
+    "kenprune eval --model wanda50/ --task-dir my_tasks/": "a folder of the user's own task files",
 }
 
 # README lines that are not kenprune commands: set-up scripts (they install a venv; CI runs them itself)

@@ -104,6 +104,12 @@ class Evaluation(Settings):
     bos: str = "auto"
     batch_size: int = 1
     before: bool = True
+    # zero-shot tasks through lm-evaluation-harness (kenprune.evaluate.zero_shot): None = none; "default",
+    # "all", NAME,..., stock:NAME; task_limit: the first N items of each task; task_dir: a user's task YAMLs
+    tasks: str | None = None
+    task_limit: int | None = None
+    task_dir: str | None = None
+    task_batch_size: int = 8
 
     def check(self) -> "Evaluation":
         _positive(self.seqlen, "--eval-seqlen", 2)
@@ -114,7 +120,19 @@ class Evaluation(Settings):
             raise KenpruneError(f"unknown BOS policy {self.bos!r}; choose one of: {', '.join(BOS_POLICIES)}")
         if self.data:
             _data_ref(self.data, "--eval")
+        if self.tasks or self.task_dir:
+            from .evaluate.zero_shot import require_lm_eval, select_tasks
+
+            if self.task_limit is not None:
+                _positive(self.task_limit, "--limit (--eval-limit)")
+            _positive(self.task_batch_size, "--task-batch-size")
+            select_tasks(self.tasks, self.task_dir)
+            require_lm_eval()
         return self
+
+    @property
+    def tasks_enabled(self) -> bool:
+        return bool(self.tasks or self.task_dir)
 
     @property
     def enabled(self) -> bool:

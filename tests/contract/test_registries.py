@@ -16,6 +16,7 @@ from kenprune.settings import Evaluation
 from tests.allocate.conftest import make_layers
 
 ALLOCATOR_SPECS = {"dsa": "dsa:abslog|mean|noop|noop"}
+EVALUATOR_DATA = {"zero-shot": "tasks:sentiment"}  # lm-eval on a 40-item local task: seconds on the tiny model
 
 
 def _stats(columns: int, seed: int = 0) -> InputStats:
@@ -86,6 +87,7 @@ def test_evaluator_contract(name, models_by_task):
     evaluator = EVALUATORS.get(name)
     for task in evaluator.tasks:
         loaded, data = models_by_task[task]
+        data = EVALUATOR_DATA.get(name, data)
         spec = Evaluation(data=data, seqlen=64, windows=2)
         first = evaluate(loaded, spec, role="after", metric=name, progress=False)
         second = evaluate(loaded, spec, role="after", metric=name, progress=False)

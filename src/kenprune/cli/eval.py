@@ -5,18 +5,20 @@ import argparse
 
 from ..jobs.eval import DEFAULT_EVALUATION as D
 from ..settings import BOS_POLICIES, Evaluation
-from .options import add_model, add_output, output_from
+from .options import add_model, add_output, add_tasks, output_from, tasks_from
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="perplexity or accuracy of a model under a pinned protocol")
     add_model(p)
-    p.add_argument("--data", default=D.data, help=f"CORPUS:SPLIT, text:PATH or hf:NAME (default {D.data})")
+    p.add_argument("--data", default=None, help=f"CORPUS:SPLIT, text:PATH or hf:NAME (default {D.data}; with "
+                                                 f"--tasks, none unless given)")
     p.add_argument("--seqlen", type=int, default=D.seqlen, help=f"tokens per window (default {D.seqlen})")
     p.add_argument("--max-windows", type=int, default=D.windows, help="evaluate only the first N windows "
                                                                        "(default: all)")
     p.add_argument("--bos", default=D.bos, choices=BOS_POLICIES, help=f"BOS handling (default {D.bos})")
     p.add_argument("--batch-size", type=int, default=D.batch_size, help=f"windows per forward (default {D.batch_size})")
+    add_tasks(p, flag="--tasks", limit_flag="--limit")
     add_output(p, what="run.json (default: print only)")
     p.set_defaults(func=run)
 
@@ -24,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..jobs.eval import run as evaluate
 
-    spec = Evaluation(data=args.data, seqlen=args.seqlen, windows=args.max_windows, bos=args.bos,
-                      batch_size=args.batch_size)
+    tasks = tasks_from(args)
+    data = args.data or (None if tasks["tasks"] or tasks["task_dir"] else D.data)
+    spec = Evaluation(data=data, seqlen=args.seqlen, windows=args.max_windows, bos=args.bos,
+                      batch_size=args.batch_size, **tasks)
     record = evaluate(args.model, spec, output=output_from(args))
     print(summary(record))
     if args.out:
@@ -34,8 +38,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(record) -> str:
-    q = record.quality[0]
+    from ..evaluate import TASK_METRIC, ZERO_SHOT
+    from ..evaluate.zero_shot import summary_lines
+
+    tasks = summary_lines(record)
+    rest = [q for q in record.quality if q.metric not in (ZERO_SHOT, TASK_METRIC)]
+    if not rest:
+        return "\n".join(tasks)
+    q = rest[0]
     p = q.protocol
+    if tasks:
+        return "\n".join([_one(q, p)] + tasks)
+    return _one(q, p)
+
+
+def _one(q, p) -> str:
     if q.metric == "perplexity":
         return (f"perplexity {q.value:.4f}  ({p['data']}, {p['windows']} windows x {p['seqlen']} tokens, "
                 f"{p['predicted_tokens']} predicted, BOS {p['bos_token_id']}, {q.seconds:.1f} s)")

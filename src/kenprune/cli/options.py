@@ -51,7 +51,32 @@ def add_evaluation(parser: argparse.ArgumentParser, defaults: Evaluation = Evalu
 
 def evaluation_from(args: argparse.Namespace) -> Evaluation:
     return Evaluation(data=args.eval or None, seqlen=args.eval_seqlen, windows=args.eval_windows,
-                      before=getattr(args, "eval_before", True))
+                      before=getattr(args, "eval_before", True), **tasks_from(args))
+
+
+def add_tasks(parser: argparse.ArgumentParser, defaults: Evaluation = Evaluation(), flag: str = "--eval-tasks",
+              limit_flag: str = "--eval-limit") -> None:
+    """Zero-shot tasks through lm-evaluation-harness (kenprune.evaluate.zero_shot), on the output model (and
+    the input model, unless --no-eval-before)."""
+    g = parser.add_argument_group("zero-shot tasks (lm-evaluation-harness, offline unless stock: tasks are named)")
+    g.add_argument(flag, dest="tasks", default=defaults.tasks, metavar="TASKS",
+                   help="default (kenprune's suite), all, NAME,... (analogy, cloze, continuation, sentiment, topic), "
+                        "stock:NAME for an lm-eval task (needs internet or a local copy), or names from --task-dir "
+                        "(default: no tasks)")
+    g.add_argument(limit_flag, dest="task_limit", type=int, default=defaults.task_limit, metavar="N",
+                   help="score only the first N items of each task, a quick look (default: every item)")
+    g.add_argument("--task-dir", default=defaults.task_dir, metavar="DIR",
+                   help="a folder of your own lm-eval task YAMLs (e.g. local PIQA JSONL copies); without "
+                        f"{flag}, every task in it runs (default: none)")
+    g.add_argument("--task-batch-size", type=int, default=defaults.task_batch_size,
+                   help=f"lm-eval batch size (default {defaults.task_batch_size})")
+
+
+def tasks_from(args: argparse.Namespace) -> dict:
+    d = Evaluation()
+    return {"tasks": getattr(args, "tasks", d.tasks), "task_limit": getattr(args, "task_limit", d.task_limit),
+            "task_dir": getattr(args, "task_dir", d.task_dir),
+            "task_batch_size": getattr(args, "task_batch_size", d.task_batch_size)}
 
 
 def add_output(parser: argparse.ArgumentParser, required: bool = False, what: str = "the run's files and run.json",
@@ -65,3 +90,15 @@ def add_output(parser: argparse.ArgumentParser, required: bool = False, what: st
 
 def output_from(args: argparse.Namespace) -> Output:
     return Output(Path(args.out) if args.out else None, getattr(args, "overwrite", False))
+
+
+def task_lines(record) -> list[str]:
+    """The zero-shot lines of a command's summary (none when it ran no tasks): per task and the mean."""
+    from ..evaluate.zero_shot import summary_lines
+
+    return summary_lines(record)
+
+
+def print_tasks(record) -> None:
+    for line in task_lines(record):
+        print(line)

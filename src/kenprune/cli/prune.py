@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..settings import PruneSettings
-from .options import add_calibration, add_evaluation, add_model, add_output, calibration_from, evaluation_from, \
-    output_from
+from .options import add_calibration, add_evaluation, add_model, add_output, add_tasks, calibration_from, \
+    evaluation_from, output_from, task_lines
 from .report import write_report_quietly
 
 
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=d.device, help="compute device (default: cuda if present, else cpu)")
     add_calibration(p)
     add_evaluation(p)
+    add_tasks(p)
     add_output(p, what="model/, model.sparse.safetensors, run.json")
     p.set_defaults(func=run)
 
@@ -69,6 +70,7 @@ def summary(record) -> str:
     after, before = record.quality_of("after"), record.quality_of("before")
     if after is not None:
         lines.append(f"{after.metric} " + (f"{before.value:.3f} -> " if before is not None else "") + f"{after.value:.3f}")
+    lines += task_lines(record)
     if "sizes" in d:
         s = d["sizes"]
         lines.append(f"dense folder {s['dense_folder_bytes'] / 2**20:.1f} MiB, sparse file "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..settings import RECOVER_EVALUATION, LoraSettings
-from .options import add_evaluation, add_model, add_output, evaluation_from, output_from
+from .options import add_evaluation, add_model, add_output, add_tasks, evaluation_from, output_from, print_tasks
 from .report import write_report_quietly
 
 
@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dropout", type=float, default=d.dropout, help=f"LoRA dropout (default {d.dropout})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"window order and LoRA init (default {d.seed})")
     add_evaluation(p, RECOVER_EVALUATION)
+    add_tasks(p)
     p.set_defaults(func=run)
 
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     before, after = record.quality_of("before"), record.quality_of("after")
     if after is not None:
         print(f"{after.metric} {after.data}: " + (f"{before.value:.3f} -> " if before else "") + f"{after.value:.3f}")
+    print_tasks(record)
     print(f"wrote {args.out}")
     write_report_quietly(args.out)
     return 0

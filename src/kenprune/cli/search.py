@@ -6,7 +6,7 @@ import argparse
 from ..jobs.search import DEFAULT_OUT
 from ..settings import SEARCH_CALIBRATION, SEARCH_EVALUATION, SEARCH_PROXIES, SEARCH_STRATEGIES, Calibration, \
     Evaluation, SearchSettings
-from .options import add_model, output_from
+from .options import add_model, add_tasks, output_from, task_lines, tasks_from
 from .report import write_report_quietly
 
 QUICK = {"budget": 4, "eval_windows": 2, "nsamples": 4, "population": 2, "children": 2}
@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"fitness split, never a test split (default {e.data})")
     p.add_argument("--eval-windows", type=int, default=e.windows, help=f"fitness windows (default {e.windows})")
     p.add_argument("--eval-seqlen", type=int, default=e.seqlen, help=f"fitness window length (default {e.seqlen})")
+    add_tasks(p, Evaluation())
     p.add_argument("--quick", action="store_true", help="a smoke run: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
     p.set_defaults(func=run)
 
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
                               lam=args.lam, population=args.population, children=args.children, proxy=args.proxy)
     record = search(args.model, settings,
                     calibration=Calibration(data=args.calib, samples=args.nsamples, seqlen=args.seqlen, seed=args.seed),
-                    evaluation=Evaluation(data=args.eval, seqlen=args.eval_seqlen, windows=args.eval_windows),
+                    evaluation=Evaluation(data=args.eval, seqlen=args.eval_seqlen, windows=args.eval_windows,
+                                          **tasks_from(args)),
                     output=output_from(args))
     d = record.details
     res = d["result"]
@@ -70,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
           f"{res['evaluations']} evaluations, {res['generations']} generations, {res['seconds']:.1f} s)")
     base = d["baselines"]
     print(f"same proxy: uniform {base['uniform']:.4f}, OWL {base['owl']:.4f} (lower is better)")
+    for line in task_lines(record):
+        print(line)
     best = f"{args.out.rstrip('/')}/best.json"
     print(f"prune with: kenprune prune --allocation {best}  (or --allocation 'dsa:{d['function']}')")
     write_report_quietly(args.out)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..settings import STRUCTURED_CALIBRATION, STRUCTURED_EVALUATION, StructuredSettings
-from .options import add_calibration, add_evaluation, add_model, add_output, calibration_from, evaluation_from, \
-    output_from
+from .options import add_calibration, add_evaluation, add_model, add_output, add_tasks, calibration_from, \
+    evaluation_from, output_from, task_lines
 from .report import write_report_quietly
 
 
@@ -54,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"learning rate of the scratch control's full training (default {d.scratch_lr})")
     add_calibration(p, STRUCTURED_CALIBRATION, batch=False)
     add_evaluation(p, STRUCTURED_EVALUATION)
+    add_tasks(p)
     add_output(p, required=True, what="the pruned HF model and run.json")
     p.set_defaults(func=run)
 
@@ -98,5 +99,6 @@ def summary(record, out) -> str:
         lines.append(f"selection stability over {st['runs']} calibration subsets: kept overlap "
                      f"{st['kept_overlap']:.3f}, removed overlap {st['removed_overlap']:.3f} (Jaccard, mean of pairs)")
     lines += [f"{q.model}: {q.metric} {q.value:.3f}" for q in record.quality if q.role == "reference"]
+    lines += task_lines(record)
     lines.append(f"wrote {out}")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """One evaluation entry point for every command: `evaluate(model, spec) -> Quality`.
 
-Evaluators are registered by name (perplexity for causal LMs, accuracy for sequence classifiers);
+Evaluators are registered by name (perplexity for causal LMs, accuracy for sequence classifiers, zero-shot
+task accuracy through lm-evaluation-harness for causal LMs, asked for by name or with `evaluate_tasks`);
 `evaluate` picks the one for the model's task unless the spec names a metric. The figure comes back
 as a `record.Quality` with its full protocol, ready for the run record.
 """
@@ -44,11 +45,35 @@ def _accuracy(loaded: "LoadedModel", spec: "Evaluation", progress: bool) -> tupl
         result["seconds"]
 
 
+ZERO_SHOT = "zero-shot"  # the mean accuracy over tasks (lm-evaluation-harness); one entry per task beside it
+TASK_METRIC = "task accuracy"
+
+
+def task_spec(spec: "Evaluation") -> str | None:
+    """The tasks an Evaluation asks for: its `tasks`, or a `tasks:SPEC` data reference."""
+    if spec.tasks:
+        return spec.tasks
+    return spec.data[len("tasks:"):] if spec.data and spec.data.startswith("tasks:") else None
+
+
+def _zero_shot(loaded: "LoadedModel", spec: "Evaluation", progress: bool) -> tuple[float, dict, float]:
+    from .zero_shot import run_tasks, select_tasks, summarise
+
+    selection = select_tasks(task_spec(spec), spec.task_dir)
+    result = run_tasks(loaded, selection, limit=spec.task_limit, batch_size=spec.task_batch_size, progress=progress)
+    mean = summarise(result["tasks"])
+    protocol = {"data": f"tasks:{selection.spec}", **result["protocol"], "mean_ci95": mean["ci95"],
+                "tasks": result["tasks"]}
+    return mean["value"], protocol, sum(t["seconds"] for t in result["tasks"])
+
+
 EVALUATORS: Registry[Evaluator] = Registry("evaluator")
 EVALUATORS.add("perplexity", Evaluator("perplexity", ("causal-lm",), _perplexity),
                "exp(mean NLL) over non-overlapping windows of a split (the pinned protocol)")
 EVALUATORS.add("accuracy", Evaluator("accuracy", ("sequence-classification",), _accuracy),
                "share of a labelled split classified right")
+EVALUATORS.add(ZERO_SHOT, Evaluator(ZERO_SHOT, ("causal-lm",), _zero_shot),
+               "mean zero-shot accuracy over lm-evaluation-harness tasks (kenprune's offline tasks, stock or yours)")
 
 
 def evaluator_for(task: str, metric: str | None = None) -> Evaluator:
@@ -76,9 +101,9 @@ def evaluate(loaded: "LoadedModel", spec: "Evaluation", *, role: str = "after", 
     """The quality of `loaded` on `spec.data` under `spec`'s protocol, as a run-record entry."""
     from ..record import Quality
 
-    if not spec.data:
-        raise KenpruneError("no evaluation data given")
     chosen = evaluator_for(loaded.task, metric)
+    if not spec.data and not (chosen.metric == ZERO_SHOT and spec.tasks_enabled):
+        raise KenpruneError("no evaluation data given")
     value, protocol, seconds = chosen.run(loaded, spec, progress)
     try:
         finite = not isinstance(value, bool) and math.isfinite(float(value))
@@ -87,8 +112,24 @@ def evaluate(loaded: "LoadedModel", spec: "Evaluation", *, role: str = "after", 
     if not finite:
         raise KenpruneError(f"{chosen.metric} of {label or loaded.name} on {spec.data} is not finite ({value!r}); "
                             f"the weights may be corrupt")
-    return Quality(chosen.metric, value, spec.data, role, label or loaded.name, protocol, seconds)
+    return Quality(chosen.metric, value, protocol.get("data") or spec.data, role, label or loaded.name, protocol,
+                   seconds)
 
 
-__all__ = ["AccuracyResult", "EVALUATORS", "Evaluator", "PerplexityProtocol", "PerplexityResult", "accuracy",
+def evaluate_tasks(loaded: "LoadedModel", spec: "Evaluation", *, role: str = "after", label: str | None = None,
+                   progress: bool = True) -> list["Quality"]:
+    """Zero-shot accuracy on spec's tasks: the mean entry (metric zero-shot) and one entry per task (metric
+    "task accuracy", data = the lm-eval task name, protocol with n, correct, 95 % interval, chance, file hashes).
+    Empty when spec asks for no tasks."""
+    from ..record import Quality
+
+    if not spec.tasks_enabled:
+        return []
+    mean = evaluate(loaded, spec, role=role, label=label, metric=ZERO_SHOT, progress=progress)
+    shared = {k: v for k, v in mean.protocol.items() if k not in ("tasks", "data", "mean_ci95")}
+    return [mean] + [Quality(TASK_METRIC, task["value"], task["task"], role, mean.model, {**shared, **task},
+                             task["seconds"]) for task in mean.protocol["tasks"]]
+
+
+__all__ = ["AccuracyResult", "EVALUATORS", "Evaluator", "TASK_METRIC", "ZERO_SHOT", "evaluate_tasks", "PerplexityProtocol", "PerplexityResult", "accuracy",
            "context_length", "evaluate", "evaluator_for", "make_windows", "perplexity", "resolve_bos", "window_nll"]

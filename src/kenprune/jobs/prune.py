@@ -60,7 +60,7 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     """
     from ..data.windows import windows_for
     from ..engine.elementwise import prune_model
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, evaluate_tasks
     from ..formats import save_sparse
     from ..methods import METHODS, Pattern
     from ..models.loading import load_model, load_tokenizer, save_model
@@ -93,6 +93,9 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     if evaluation.enabled and evaluation.before:
         with timer.stage("eval_before"):
             record.quality.append(evaluate(loaded, evaluation, role="before", label="dense", progress=progress))
+    if evaluation.tasks_enabled and evaluation.before:
+        with timer.stage("tasks_before"):
+            record.quality += evaluate_tasks(loaded, evaluation, role="before", label="dense", progress=progress)
     allocated = None
     if settings.allocation is not None:
         from ..allocate import resolve_allocation
@@ -121,6 +124,9 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     if evaluation.enabled:
         with timer.stage("eval_after"):
             record.quality.append(evaluate(loaded, evaluation, role="after", label="pruned", progress=progress))
+    if evaluation.tasks_enabled:
+        with timer.stage("tasks_after"):
+            record.quality += evaluate_tasks(loaded, evaluation, role="after", label="pruned", progress=progress)
     with output_folder(output) as tmp:
         if tmp is not None:
             with timer.stage("save"):

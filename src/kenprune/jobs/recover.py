@@ -14,7 +14,7 @@ def run(model: str, settings: LoraSettings = LoraSettings(), *, evaluation: Eval
         output: Output = Output(), progress: bool = True) -> RunRecord:
     """LoRA-tune `model` on settings.data, merge the adapters, save a plain folder; quality before and after."""
     from ..errors import KenpruneError
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, evaluate_tasks
     from ..models.families import adapter_for
     from ..models.loading import load_model
     from ..structured.io import save_structured
@@ -35,11 +35,17 @@ def run(model: str, settings: LoraSettings = LoraSettings(), *, evaluation: Eval
     if evaluation.enabled and evaluation.before:
         with timer.stage("eval_before"):
             record.quality.append(evaluate(loaded, evaluation, role="before", label="pruned", progress=progress))
+    if evaluation.tasks_enabled and evaluation.before:
+        with timer.stage("tasks_before"):
+            record.quality += evaluate_tasks(loaded, evaluation, role="before", label="pruned", progress=progress)
     with timer.stage("train"):
         training = lora_recover(loaded, settings.data, settings, progress=progress)
     if evaluation.enabled:
         with timer.stage("eval_after"):
             record.quality.append(evaluate(loaded, evaluation, role="after", label="recovered", progress=progress))
+    if evaluation.tasks_enabled:
+        with timer.stage("tasks_after"):
+            record.quality += evaluate_tasks(loaded, evaluation, role="after", label="recovered", progress=progress)
     record.details["training"] = training
     with output_folder(output) as tmp:
         with timer.stage("save"):

@@ -70,6 +70,10 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
                                                                                    len(result.ratios)))))
     finally:
         executor.close()
+    final_check = []
+    if evaluation.tasks_enabled:  # the final check: the model pruned with the best allocation, on the tasks
+        with timer.stage("tasks"):
+            final_check = _final_tasks(local, result.ratios, settings.method, evaluation, progress)
     best = {"model": model, "method": settings.method, "target": target, "lambda": settings.lam,
             "allocation": f"dsa:{result.best}", "function": result.best, "fitness": result.fitness,
             "fitness_protocol": fitness.to_dict(), "block_ratios": result.ratios}
@@ -81,7 +85,7 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
     record.layer_quantity = "sparsity"
     record.layers = [Layer(f"block {i}", [], ratio, block=i, allocated=ratio) for i, ratio in enumerate(result.ratios)]
     record.quality = [Quality("perplexity", result.fitness, evaluation.data, "after", "searched allocation",
-                              fitness.to_dict())]
+                              fitness.to_dict())] + final_check
     record.details.update({
         "function": result.best, "allocation": f"dsa:{result.best}", "fitness": result.fitness, "target": target,
         "sparsity": target, "lambda": settings.lam, "fitness_protocol": fitness.to_dict(),
@@ -96,6 +100,22 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
     finish(record, timer)
     write(record, out)
     return record
+
+
+def _final_tasks(local: Any, ratios: list[float], method: str, evaluation: Evaluation,
+                 progress: bool) -> list[Quality]:
+    """Zero-shot tasks on the dense model (unless evaluation.before is False) and on a copy pruned with the best
+    block ratios by the sequential engine (the search's calibration inputs)."""
+    from ..engine.elementwise import pruned_copy
+    from ..evaluate import evaluate_tasks
+    from ..models.loading import LoadedModel
+
+    dense = local.loaded
+    out = evaluate_tasks(dense, evaluation, role="before", label="dense", progress=progress) \
+        if evaluation.before else []
+    model, _ = pruned_copy(local.model, dict(enumerate(ratios)), local.inputs, method=method, progress=progress)
+    pruned = LoadedModel(model, dense.tokenizer, dense.name, dense.source, dense.task, dense.bos)
+    return out + evaluate_tasks(pruned, evaluation, role="after", label="searched allocation", progress=progress)
 
 
 def baseline_ratios(layers: list, target: float, lam: float, blocks: int) -> list[list[float]]:

@@ -28,7 +28,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
         output: Output = Output(), progress: bool = True) -> RunRecord:
     """Prune whole heads and MLP channels; the folder reloads (plain from_pretrained when widths are uniform)."""
     from ..errors import KenpruneError
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, evaluate_tasks
     from ..evaluate.latency import compare_latency, latency_flags
     from ..data.windows import windows_for
     from ..models.loading import CAUSAL_LM, LoadedModel, load_model, load_tokenizer
@@ -61,7 +61,7 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
                             f"with labelled batches)")
     latency = settings.latency and causal  # prefill / decode speed is a causal LM's measurement
     identity = loaded.identity()
-    dense = copy.deepcopy(loaded.model) if (latency or evaluation.enabled) else None
+    dense = copy.deepcopy(loaded.model) if (latency or evaluation.enabled or evaluation.tasks_enabled) else None
     with timer.stage("prune"):
         result = prune_structured(loaded, plan, importance=settings.importance,
                                   attention_unit=settings.attention_unit, calib=calibration.data,
@@ -97,6 +97,13 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
                                                progress=progress))
             record.quality.append(evaluate(loaded, evaluation, role="after", label="pruned", progress=progress))
         record.quality += trained.get("quality", [])
+    if evaluation.tasks_enabled:
+        with timer.stage("tasks"):
+            if evaluation.before:
+                record.quality += evaluate_tasks(LoadedModel(dense, loaded.tokenizer, loaded.name, loaded.source,
+                                                             loaded.task, loaded.bos), evaluation, role="before",
+                                                 label="dense", progress=progress)
+            record.quality += evaluate_tasks(loaded, evaluation, role="after", label="pruned", progress=progress)
     del dense
     with output_folder(output) as tmp:
         with timer.stage("save"):

@@ -144,6 +144,8 @@ def run_section(run: Run) -> Section:
     section.tables.append(("Summary", run.summary))
     if run.protocol:
         section.tables.append(("Evaluation protocol", _flatten(present(run.protocol))))
+    if run.zero_shot is not None:
+        _zero_shot_blocks(run, section)
     if run.layers is not None:
         section.figures.append(FigureBlock(f"{_slug(run.name)}-layers", _layer_caption(run),
                                            {"all": png_bytes(layer_figure(run))}))
@@ -179,6 +181,21 @@ def run_section(run: Run) -> Section:
     section.details.append(("Source", {"run folder": str(run.path.resolve()), "record": run.source.name,
                                        "record version": run.record.version}))
     return section
+
+
+def _zero_shot_blocks(run: Run, section: Section) -> None:
+    """The zero-shot table (per task: every model with its 95 % interval, items scored, chance), its protocol,
+    and the per-task bar chart."""
+    view = run.zero_shot
+    section.tables.append(("Zero-shot tasks (lm-evaluation-harness)", view.table))
+    section.tables.append(("Zero-shot protocol", present(view.protocol)))
+    fig = figures.task_bars(view.tasks, view.series, chance=view.chance,
+                            title=f"{run.model}: zero-shot accuracy per task, " + " vs ".join(view.series))
+    section.figures.append(FigureBlock(
+        f"{_slug(run.name)}-tasks", "Zero-shot accuracy per task for each model in the run, the mean last. "
+        "How to read: error bars are 95 % intervals (Wilson per task; normal for the mean), so bars whose "
+        "intervals overlap are not shown to differ; the dashed line is the task's chance level (a cloze task's "
+        "is near 0: it asks for the exact word).", {"all": png_bytes(fig)}))
 
 
 @dataclass

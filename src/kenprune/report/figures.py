@@ -360,3 +360,33 @@ def token_survival(tokens: Sequence[str], survivors: Sequence[Sequence[int]], ti
     ax.set_xticks(range(n), [t[:12] for t in tokens], rotation=90, fontsize=6)
     _title(ax, title, 10)
     return fig
+
+
+# ----------------------------------------------------------------------------- zero-shot tasks
+
+def task_bars(tasks: Sequence[str], series: Mapping[str, Sequence[tuple[float, float, float] | None]], *,
+              chance: Sequence[float | None] = (), title: str = "Zero-shot accuracy per task") -> Figure:
+    """Grouped bars: per task, one bar per model (e.g. dense, pruned) with its 95 % interval as an error bar;
+    each task's chance level as a short dashed line across its group."""
+    fig = _figure(min(12.0, max(6.0, 1.3 * len(tasks) * max(1, len(series)) + 2.5)), 3.8)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(series))
+    for i, (name, points) in enumerate(series.items()):
+        xs = [t + (i - (len(series) - 1) / 2) * width for t, p in enumerate(points) if p is not None]
+        vals = [p for p in points if p is not None]
+        ax.bar(xs, [v for v, _, _ in vals], width=width * 0.95, color=PALETTE[i % len(PALETTE)], label=name,
+               yerr=np.array([[max(0.0, v - lo) for v, lo, _ in vals], [max(0.0, hi - v) for v, _, hi in vals]]),
+               capsize=3,
+               error_kw={"linewidth": 1, "ecolor": "#333333"})
+    for t, level in enumerate(chance):
+        if level is not None:
+            ax.hlines(level, t - 0.45, t + 0.45, colors="#444444", linestyles="--", linewidth=1.2,
+                      label="chance" if t == next(j for j, c in enumerate(chance) if c is not None) else None)
+    ax.set_xticks(range(len(tasks)), list(tasks), fontsize=9)
+    ax.set_xlim(-0.6, len(tasks) - 0.4)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _title(ax, title)
+    _style(ax)
+    return fig

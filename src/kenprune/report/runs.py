@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ..record import RECORD_FILE, RecordError, RunRecord, read
 from ..registry import Registry
+from .zero_shot import TASK_METRIC, task_view
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Run:
     warnings: list[str] = field(default_factory=list)  # measurements not to be trusted, shown above the tables
     notes: list[str] = field(default_factory=list)  # sentences shown instead of a figure that would say nothing
     baselines: dict[str, float] = field(default_factory=dict)  # search: fitness of other allocations, same proxy
+    zero_shot: Any = None  # report.zero_shot.TaskView: per-task accuracy of each model, when the run scored tasks
 
     @property
     def kind(self) -> str:
@@ -115,7 +117,7 @@ def _quality(run: Run) -> None:
     and the plot's tuple."""
     record = run.record
     order = {"reference": 0, "before": 1, "after": 2}
-    for metric in dict.fromkeys(q.metric for q in record.quality):
+    for metric in dict.fromkeys(q.metric for q in record.quality if q.metric != TASK_METRIC):  # tasks: own table
         entries = sorted((q for q in record.quality if q.metric == metric), key=lambda q: order[q.role])
         text = ", ".join(f"{q.model} {format_number(q.value)}" for q in entries)
         before, after = record.quality_of("before", metric), record.quality_of("after", metric)
@@ -127,7 +129,8 @@ def _quality(run: Run) -> None:
         return
     before, after = record.quality_of("before", main.metric), record.quality_of("after", main.metric)
     run.quality = (main.metric, before and before.value, after and after.value)
-    run.protocol = {"metric": main.metric, "data": main.data, **main.protocol}
+    run.protocol = {"metric": main.metric, "data": main.data,
+                    **{k: v for k, v in main.protocol.items() if k != "tasks"}}  # per-task: the zero-shot table
 
 
 def _quality_text(run: Run) -> str:
@@ -140,6 +143,7 @@ def _head(run: Run) -> None:
     record = run.record
     _rows(run.summary, {"model": run.model, "source": record.model.get("source"), "method": record.method})
     _quality(run)
+    run.zero_shot = task_view(record)
     if record.layers:
         run.layers = LayerValues([layer.name for layer in record.layers], [layer.value for layer in record.layers],
                                  record.layer_quantity or "value")
