@@ -47,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"fitness split, never a test split (default {e.data})")
     p.add_argument("--eval-windows", type=int, default=e.windows, help=f"fitness windows (default {e.windows})")
     p.add_argument("--eval-seqlen", type=int, default=e.seqlen, help=f"fitness window length (default {e.seqlen})")
+    p.add_argument("--dtype", default=e.dtype, metavar="DTYPE",
+                   help=f"compute dtype of the fitness (scoring pass, proxy pruning, perplexity): "
+                        f"auto|float32|bfloat16|float16 (default {e.dtype}: bfloat16 with AMX or a GPU, else float32; "
+                        f"the best allocation is re-checked in float32)")
     p.add_argument("--quick", action="store_true", help="a smoke run: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
     p.set_defaults(func=run)
 
@@ -61,15 +65,20 @@ def run(args: argparse.Namespace) -> int:
                               workers=args.workers, ray_address=args.ray_address, strategy=args.strategy,
                               lam=args.lam, population=args.population, children=args.children, proxy=args.proxy)
     record = search(args.model, settings,
-                    calibration=Calibration(data=args.calib, samples=args.nsamples, seqlen=args.seqlen, seed=args.seed),
-                    evaluation=Evaluation(data=args.eval, seqlen=args.eval_seqlen, windows=args.eval_windows),
+                    calibration=Calibration(data=args.calib, samples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
+                                            dtype=args.dtype),
+                    evaluation=Evaluation(data=args.eval, seqlen=args.eval_seqlen, windows=args.eval_windows,
+                                          dtype=args.dtype),
                     output=output_from(args))
     d = record.details
     res = d["result"]
     print(f"best function {d['function']}  fitness {d['fitness']:.4f} ({d['fitness_protocol']['data']} perplexity, "
           f"{res['evaluations']} evaluations, {res['generations']} generations, {res['seconds']:.1f} s)")
     base = d["baselines"]
-    print(f"same proxy: uniform {base['uniform']:.4f}, OWL {base['owl']:.4f} (lower is better)")
+    print(f"same proxy: uniform {base['uniform']:.4f}, OWL {base['owl']:.4f} (lower is better; "
+          f"{d['precision']['dtype']}: {d['precision']['reason']})")
+    if d.get("final_check"):
+        print(f"float32 check of the best allocation: fitness {d['final_check']['fitness']:.4f}")
     best = f"{args.out.rstrip('/')}/best.json"
     print(f"prune with: kenprune prune --allocation {best}  (or --allocation 'dsa:{d['function']}')")
     write_report_quietly(args.out)
