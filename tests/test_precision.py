@@ -9,7 +9,7 @@ from kenprune.testing import random_windows, tiny_causal_lm
 
 
 @pytest.mark.parametrize("flags,expected", [
-    ({"amx_bf16", "amx_tile", "avx512_bf16"}, "bfloat16"),   # Sapphire Rapids and later
+    ({"amx_bf16", "amx_tile", "avx512_bf16"}, precision.AUTO_POLICY["amx"]),  # Sapphire Rapids and later
     ({"avx512_bf16"}, precision.AUTO_POLICY["avx512_bf16"]),  # Zen 4: bf16 instructions, no AMX
     (set(), "float32"),
 ])
@@ -18,6 +18,7 @@ def test_auto_follows_the_cpu_and_says_why(monkeypatch, flags, expected):
     chosen = resolve_dtype("auto", "cpu")
     assert chosen.dtype == expected and chosen.requested == "auto"
     assert chosen.reason.startswith("auto: ") and chosen.hardware["amx_bf16"] == ("amx_bf16" in flags)
+    assert chosen.reason.startswith("auto: AMX on this CPU") == ("amx_bf16" in flags)
     assert chosen.to_dict()["dtype"] == expected
 
 

@@ -76,8 +76,8 @@ class Calibration(Settings):
     """Calibration windows: `samples` random windows of `seqlen` tokens from `data` (no BOS), seeded;
     `batch_size` windows per block forward (one, as in the papers' loops: Wanda 50 % on 2 cores took
     284 s in llm_prune.json vs 312 s at batch 2 in llm_prune_batch2.json; raise it on a GPU);
-    `dtype` the block forwards' compute dtype (auto: bf16 with AMX or a GPU, else float32; see
-    kenprune.precision; statistics accumulate in float32 whatever it is)."""
+    `dtype` the block forwards' compute dtype (auto: kenprune.precision.AUTO_POLICY, float32 since bf16 cost
+    over 1 % perplexity in benchmarks/vs_reference.py; statistics accumulate in float32 whatever it is)."""
 
     data: str = "wiki:calib"
     samples: int = 128

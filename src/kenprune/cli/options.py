@@ -25,7 +25,7 @@ def add_calibration(parser: argparse.ArgumentParser, defaults: Calibration = Cal
     if dtype:
         g.add_argument("--dtype", default=defaults.dtype, metavar="DTYPE",
                        help=f"compute dtype of the calibration forwards: auto|float32|bfloat16|float16 (default "
-                            f"{defaults.dtype}: bfloat16 with AMX or a GPU, else float32); statistics stay float32")
+                            f"{defaults.dtype}: float32, which the record explains); statistics stay float32")
     if batch:
         g.add_argument("--batch-size", type=int, default=defaults.batch_size,
                        help=f"calibration windows per block forward (default {defaults.batch_size}; more is faster "

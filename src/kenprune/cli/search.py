@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-seqlen", type=int, default=e.seqlen, help=f"fitness window length (default {e.seqlen})")
     p.add_argument("--dtype", default=e.dtype, metavar="DTYPE",
                    help=f"compute dtype of the fitness (scoring pass, proxy pruning, perplexity): "
-                        f"auto|float32|bfloat16|float16 (default {e.dtype}: bfloat16 with AMX or a GPU, else float32; "
+                        f"auto|float32|bfloat16|float16 (default {e.dtype}: float32, which the record explains; "
                         f"the best allocation is re-checked in float32)")
     p.add_argument("--quick", action="store_true", help="a smoke run: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
     p.set_defaults(func=run)
