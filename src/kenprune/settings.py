@@ -75,15 +75,21 @@ class Settings:
 class Calibration(Settings):
     """Calibration windows: `samples` random windows of `seqlen` tokens from `data` (no BOS), seeded;
     `batch_size` windows per block forward (one, as in the papers' loops: Wanda 50 % on 2 cores took
-    284 s in llm_prune.json vs 312 s at batch 2 in llm_prune_batch2.json; raise it on a GPU)."""
+    284 s in llm_prune.json vs 312 s at batch 2 in llm_prune_batch2.json; raise it on a GPU);
+    `dtype` the block forwards' compute dtype (auto: kenprune.precision.AUTO_POLICY, float32 since bf16 cost
+    over 1 % perplexity in benchmarks/vs_reference.py; statistics accumulate in float32 whatever it is)."""
 
     data: str = "wiki:calib"
     samples: int = 128
     seqlen: int = 512
     seed: int = 0
     batch_size: int = 1
+    dtype: str = "auto"
 
     def check(self) -> "Calibration":
+        from .precision import canonical
+
+        canonical(self.dtype, "--dtype")
         _positive(self.samples, "--nsamples")
         _positive(self.seqlen, "--seqlen", 2)
         _positive(self.batch_size, "--batch-size")
@@ -96,7 +102,9 @@ class Evaluation(Settings):
     """The pinned perplexity protocol (and the data for accuracy): never follows the calibration settings.
 
     data None: no evaluation. windows None: every window of the split. before: also evaluate the
-    input model (the dense one), so the record holds both figures."""
+    input model (the dense one), so the record holds both figures. dtype: the evaluation's compute dtype
+    (float32, the pinned protocol; a bfloat16/float16 figure is marked so in every record and report;
+    auto: the fast dtype of the hardware, for proxies such as the search fitness)."""
 
     data: str | None = None
     seqlen: int = 512
@@ -110,8 +118,12 @@ class Evaluation(Settings):
     task_limit: int | None = None
     task_dir: str | None = None
     task_batch_size: int = 8
+    dtype: str = "float32"
 
     def check(self) -> "Evaluation":
+        from .precision import canonical
+
+        canonical(self.dtype, "--eval-dtype")
         _positive(self.seqlen, "--eval-seqlen", 2)
         _positive(self.batch_size, "--eval-batch-size")
         if self.windows is not None:
@@ -328,7 +340,7 @@ class SearchSettings(Settings):
 
 
 SEARCH_CALIBRATION = Calibration(samples=16, seqlen=256)
-SEARCH_EVALUATION = Evaluation(data="wiki:valid", seqlen=256, windows=4)
+SEARCH_EVALUATION = Evaluation(data="wiki:valid", seqlen=256, windows=4, dtype="auto")  # a proxy: the fast dtype
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ def root(tmp_path_factory):
 @pytest.mark.parametrize("arch,args", CASES, ids=[key(a, args) for a, args in CASES])
 def test_prune_reproduces_the_pre_refactor_result(arch, args, root):
     # before the refactor the evaluation followed --seqlen; now it is set on its own
-    result = run_case(arch, args, root, extra=["--eval-seqlen", "64"])
+    result = run_case(arch, args, root, extra=["--eval-seqlen", "64", "--dtype", "float32"])
     expected = RECORDED[key(arch, args)]
     assert result["weights_sha256"] == expected["weights_sha256"]
     assert result["sparse_sha256"] == expected["sparse_sha256"]

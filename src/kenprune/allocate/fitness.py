@@ -32,9 +32,14 @@ class PerplexityFitness:
     windows: int = SEARCH_EVALUATION.windows
     seqlen: int = SEARCH_EVALUATION.seqlen
     seed: int = SEARCH_CALIBRATION.seed
+    dtype: str = "float32"  # compute dtype of the scoring pass, the proxy's pruning and its perplexity
 
     def __post_init__(self) -> None:
         from ..data.corpora import parse_data_ref
+        from ..precision import canonical
+
+        if canonical(self.dtype, "the fitness dtype", allow_auto=False) != self.dtype:
+            object.__setattr__(self, "dtype", canonical(self.dtype))
 
         if self.proxy not in PROXIES:
             raise KenpruneError(f"unknown fitness proxy {self.proxy!r}; choose one of: {', '.join(PROXIES)}")
@@ -48,19 +53,25 @@ class PerplexityFitness:
 
     def __call__(self, block_ratios: list[float]) -> float:
         """Perplexity on the proxy windows of the model pruned at these per-block ratios."""
+        return self.evaluate(block_ratios)
+
+    def evaluate(self, block_ratios: list[float], dtype: str | None = None) -> float:
+        """The fitness, computed in `dtype` (None: the fitness's own; float32 for a search's final check)."""
         prepared = _prepare(self)
+        dtype = dtype or self.dtype
         ratios = dict(enumerate(block_ratios))
         if self.proxy == "sequential":
             from ..engine.elementwise import pruned_copy
 
-            model, _ = pruned_copy(prepared.model, ratios, prepared.inputs, method=self.method, progress=False)
+            model, _ = pruned_copy(prepared.model, ratios, prepared.inputs, method=self.method, progress=False,
+                                   dtype=dtype)
             try:
-                return _perplexity(model, prepared.windows)
+                return _perplexity(model, prepared.windows, dtype=dtype)
             finally:
                 del model
         prepared.mask(ratios, self.method)
         try:
-            return _perplexity(prepared.model, prepared.windows)
+            return _perplexity(prepared.model, prepared.windows, dtype=dtype)
         finally:
             prepared.restore()
 
@@ -81,6 +92,7 @@ class _Prepared:
         windows = calibration_windows(tok, fitness.calib_data, nsamples=fitness.calib_samples,
                                       seqlen=fitness.calib_seqlen, seed=fitness.seed)
         self.inputs = capture_block_inputs(self.model, windows)
+        self.dtype = fitness.dtype
         text_tokens = tokenize_stream(tok, join_text(load_documents(fitness.data)))
         self.windows = make_windows(text_tokens, fitness.seqlen, resolve_bos(self.loaded, "auto"), fitness.windows)
         self._scores: dict[str, torch.Tensor] | None = None
@@ -91,7 +103,7 @@ class _Prepared:
         if self._scores is None:
             from ..engine.elementwise import layer_scores
 
-            self._scores = layer_scores(self.model, self.inputs, method=method, progress=progress)
+            self._scores = layer_scores(self.model, self.inputs, method=method, progress=progress, dtype=self.dtype)
         return self._scores
 
     def mask(self, block_ratios: dict[int, float], method: str) -> None:
@@ -132,11 +144,13 @@ def prepared(fitness: PerplexityFitness) -> _Prepared:
 
 
 @torch.inference_mode()
-def _perplexity(model: torch.nn.Module, windows: torch.Tensor, batch_size: int = 4) -> float:
+def _perplexity(model: torch.nn.Module, windows: torch.Tensor, batch_size: int = 4, dtype: str = "float32") -> float:
     from ..evaluate import window_nll
+    from ..precision import compute_dtype
 
     device = next(model.parameters()).device
-    nll = sum(float(window_nll(model, windows[i:i + batch_size].to(device)).sum())
-              for i in range(0, windows.shape[0], batch_size))
+    with compute_dtype(model, dtype, device):
+        nll = sum(float(window_nll(model, windows[i:i + batch_size].to(device)).sum())
+                  for i in range(0, windows.shape[0], batch_size))
     value = math.exp(nll / (windows.shape[0] * (windows.shape[1] - 1)))
     return value if math.isfinite(value) else math.inf

@@ -21,13 +21,13 @@ def model_layers(model: nn.Module, scores: Mapping[str, torch.Tensor] | None = N
 
 
 def layer_source(model: nn.Module, calibration: Any = None, *, method: str = "wanda",
-                 progress: bool = True) -> Callable[[bool], list[Layer]]:
+                 progress: bool = True, dtype: str | None = None) -> Callable[[bool], list[Layer]]:
     """For `resolve_allocation`: the layers, with a dense scoring pass only if the allocator needs one."""
     def source(needs_scores: bool) -> list[Layer]:
         if not needs_scores:
             return model_layers(model)
         from ..engine.elementwise import layer_scores
 
-        return model_layers(model, layer_scores(model, calibration, method=method, progress=progress))
+        return model_layers(model, layer_scores(model, calibration, method=method, progress=progress, dtype=dtype))
 
     return source

@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bos", default=D.bos, choices=BOS_POLICIES, help=f"BOS handling (default {D.bos})")
     p.add_argument("--batch-size", type=int, default=D.batch_size, help=f"windows per forward (default {D.batch_size})")
     add_tasks(p, flag="--tasks", limit_flag="--limit")
+    p.add_argument("--dtype", default=D.dtype, help=f"compute dtype: float32|bfloat16|float16|auto (default {D.dtype}, "
+                                                   f"the pinned protocol; another one is marked in the record)")
     add_output(p, what="run.json (default: print only)")
     p.set_defaults(func=run)
 
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = tasks_from(args)
     data = args.data or (None if tasks["tasks"] or tasks["task_dir"] else D.data)
     spec = Evaluation(data=data, seqlen=args.seqlen, windows=args.max_windows, bos=args.bos,
-                      batch_size=args.batch_size, **tasks)
+                      batch_size=args.batch_size, dtype=args.dtype, **tasks)
     record = evaluate(args.model, spec, output=output_from(args))
     print(summary(record))
     if args.out:
@@ -55,5 +57,6 @@ def summary(record) -> str:
 def _one(q, p) -> str:
     if q.metric == "perplexity":
         return (f"perplexity {q.value:.4f}  ({p['data']}, {p['windows']} windows x {p['seqlen']} tokens, "
-                f"{p['predicted_tokens']} predicted, BOS {p['bos_token_id']}, {q.seconds:.1f} s)")
+                f"{p['predicted_tokens']} predicted, BOS {p['bos_token_id']}, {p.get('dtype', 'float32')}, "
+                f"{q.seconds:.1f} s)")
     return f"accuracy {q.value:.4f}  ({p['correct']}/{p['total']} on {p['data']}, {q.seconds:.1f} s)"

@@ -14,7 +14,7 @@ def add_model(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MOD
 
 
 def add_calibration(parser: argparse.ArgumentParser, defaults: Calibration = Calibration(),
-                    batch: bool = True) -> None:
+                    batch: bool = True, dtype: bool = False) -> None:
     g = parser.add_argument_group("calibration")
     g.add_argument("--calib", default=defaults.data, help=f"calibration data CORPUS:SPLIT (default {defaults.data})")
     g.add_argument("--nsamples", type=int, default=defaults.samples,
@@ -22,6 +22,10 @@ def add_calibration(parser: argparse.ArgumentParser, defaults: Calibration = Cal
     g.add_argument("--seqlen", type=int, default=defaults.seqlen,
                    help=f"tokens per calibration window (default {defaults.seqlen})")
     g.add_argument("--seed", type=int, default=defaults.seed, help=f"calibration sampling seed (default {defaults.seed})")
+    if dtype:
+        g.add_argument("--dtype", default=defaults.dtype, metavar="DTYPE",
+                       help=f"compute dtype of the calibration forwards: auto|float32|bfloat16|float16 (default "
+                            f"{defaults.dtype}: float32, which the record explains); statistics stay float32")
     if batch:
         g.add_argument("--batch-size", type=int, default=defaults.batch_size,
                        help=f"calibration windows per block forward (default {defaults.batch_size}; more is faster "
@@ -30,7 +34,8 @@ def add_calibration(parser: argparse.ArgumentParser, defaults: Calibration = Cal
 
 def calibration_from(args: argparse.Namespace) -> Calibration:
     return Calibration(data=args.calib, samples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
-                       batch_size=getattr(args, "batch_size", Calibration.batch_size))
+                       batch_size=getattr(args, "batch_size", Calibration.batch_size),
+                       dtype=getattr(args, "dtype", Calibration.dtype))
 
 
 def add_evaluation(parser: argparse.ArgumentParser, defaults: Evaluation = Evaluation(), before: bool = True,
@@ -44,6 +49,9 @@ def add_evaluation(parser: argparse.ArgumentParser, defaults: Evaluation = Evalu
     g.add_argument("--eval-windows", type=int, default=defaults.windows,
                    help="evaluate only the first N windows" + (f" (default {defaults.windows})" if defaults.windows
                                                                else " (default: all)"))
+    g.add_argument("--eval-dtype", default=defaults.dtype, metavar="DTYPE",
+                   help=f"compute dtype of the evaluation: float32|bfloat16|float16|auto (default {defaults.dtype}, "
+                        f"the pinned protocol; another one is marked in the record and report)")
     if before:
         g.add_argument("--no-eval-before", dest="eval_before", action="store_false",
                        help="skip the input model's evaluation (already known; saves time and memory)")
@@ -51,7 +59,8 @@ def add_evaluation(parser: argparse.ArgumentParser, defaults: Evaluation = Evalu
 
 def evaluation_from(args: argparse.Namespace) -> Evaluation:
     return Evaluation(data=args.eval or None, seqlen=args.eval_seqlen, windows=args.eval_windows,
-                      before=getattr(args, "eval_before", True), **tasks_from(args))
+                      before=getattr(args, "eval_before", True),
+                      dtype=getattr(args, "eval_dtype", Evaluation.dtype), **tasks_from(args))
 
 
 def add_tasks(parser: argparse.ArgumentParser, defaults: Evaluation = Evaluation(), flag: str = "--eval-tasks",

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sparse-dtype", default=d.sparse_dtype, help="values dtype in the sparse file: "
                                                                   "same|float32|float16|bfloat16 (default same)")
     p.add_argument("--device", default=d.device, help="compute device (default: cuda if present, else cpu)")
-    add_calibration(p)
+    add_calibration(p, dtype=True)
     add_evaluation(p)
     add_tasks(p)
     add_output(p, what="model/, model.sparse.safetensors, run.json")
@@ -67,9 +67,13 @@ def summary(record) -> str:
     lines = [f"{record.method} {d['pattern']}: block Linears {linears['sparsity']:.4f} sparse "
              f"({linears['zeros']}/{linears['parameters']}), overall {d['overall']['sparsity']:.4f}, "
              f"prune {seconds['prune']:.1f} s, peak RSS {record.peak_rss_bytes / 2**20:.0f} MiB"]
+    if "precision" in d:
+        lines.append(f"compute dtype {d['precision']['dtype']} ({d['precision']['reason']}); statistics float32")
     after, before = record.quality_of("after"), record.quality_of("before")
     if after is not None:
-        lines.append(f"{after.metric} " + (f"{before.value:.3f} -> " if before is not None else "") + f"{after.value:.3f}")
+        lines.append(f"{after.metric} " + (f"{before.value:.3f} -> " if before is not None else "") + f"{after.value:.3f}"
+                     + (f" ({after.protocol['dtype']} evaluation)" if after.protocol.get("dtype", "float32")
+                        != "float32" else ""))
     lines += task_lines(record)
     if "sizes" in d:
         s = d["sizes"]

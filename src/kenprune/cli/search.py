@@ -48,6 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-windows", type=int, default=e.windows, help=f"fitness windows (default {e.windows})")
     p.add_argument("--eval-seqlen", type=int, default=e.seqlen, help=f"fitness window length (default {e.seqlen})")
     add_tasks(p, Evaluation())
+    p.add_argument("--dtype", default=e.dtype, metavar="DTYPE",
+                   help=f"compute dtype of the fitness (scoring pass, proxy pruning, perplexity): "
+                        f"auto|float32|bfloat16|float16 (default {e.dtype}: float32, which the record explains; "
+                        f"the best allocation is re-checked in float32)")
     p.add_argument("--quick", action="store_true", help="a smoke run: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
     p.set_defaults(func=run)
 
@@ -62,16 +66,20 @@ def run(args: argparse.Namespace) -> int:
                               workers=args.workers, ray_address=args.ray_address, strategy=args.strategy,
                               lam=args.lam, population=args.population, children=args.children, proxy=args.proxy)
     record = search(args.model, settings,
-                    calibration=Calibration(data=args.calib, samples=args.nsamples, seqlen=args.seqlen, seed=args.seed),
+                    calibration=Calibration(data=args.calib, samples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
+                                            dtype=args.dtype),
                     evaluation=Evaluation(data=args.eval, seqlen=args.eval_seqlen, windows=args.eval_windows,
-                                          **tasks_from(args)),
+                                          dtype=args.dtype, **tasks_from(args)),
                     output=output_from(args))
     d = record.details
     res = d["result"]
     print(f"best function {d['function']}  fitness {d['fitness']:.4f} ({d['fitness_protocol']['data']} perplexity, "
           f"{res['evaluations']} evaluations, {res['generations']} generations, {res['seconds']:.1f} s)")
     base = d["baselines"]
-    print(f"same proxy: uniform {base['uniform']:.4f}, OWL {base['owl']:.4f} (lower is better)")
+    print(f"same proxy: uniform {base['uniform']:.4f}, OWL {base['owl']:.4f} (lower is better; "
+          f"{d['precision']['dtype']}: {d['precision']['reason']})")
+    if d.get("final_check"):
+        print(f"float32 check of the best allocation: fitness {d['final_check']['fitness']:.4f}")
     for line in task_lines(record):
         print(line)
     best = f"{args.out.rstrip('/')}/best.json"

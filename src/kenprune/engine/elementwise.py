@@ -78,11 +78,14 @@ def _prune_layer(method: Method, module: nn.Module, stats: Any, ratio: float, pa
 def prune_model(model: nn.Module, calibration: CalibrationData = None, *, method: str = "wanda",
                 sparsity: Sparsity = 0.5, pattern: str | Pattern | None = None, group: str | None = None,
                 include_embeddings: bool = False, device: str | torch.device | None = None,
-                batch_size: int = Calibration.batch_size, progress: bool = True) -> dict[str, Any]:
+                batch_size: int = Calibration.batch_size, progress: bool = True,
+                dtype: str | torch.dtype | None = None) -> dict[str, Any]:
     """Prune `model` in place, block by block; returns the sparsity report (see `sparsity_report`).
 
     calibration: windows [n, seqlen] or captured BlockInputs (not needed for magnitude).
     group: comparison group (magnitude: matrix|row, wanda: row|matrix, sparsegpt: block|row).
+    dtype: compute dtype of the block forwards (None: the model's own); statistics stay float32,
+    masks and weight updates use the model's own weights (`kenprune.precision`).
     """
     spec = METHODS.get(method)
     pattern = Pattern.parse(pattern)
@@ -96,7 +99,7 @@ def prune_model(model: nn.Module, calibration: CalibrationData = None, *, method
         owned = not isinstance(calibration, BlockInputs)  # captured here: the engine may free them as it goes
         inputs = _inputs(model, calibration, batch_size)
         for step in sequential_blocks(model, inputs, device=device, progress=progress, desc=f"{method} blocks",
-                                      consume=owned):
+                                      consume=owned, dtype=dtype):
             todo = {n: m for n, m in step.linears.items() if targets[n] > 0}
             if not todo:
                 continue
@@ -135,7 +138,8 @@ def pruned_copy(model: nn.Module, sparsity: Sparsity, calibration: CalibrationDa
 @torch.no_grad()
 def layer_scores(model: nn.Module, calibration: CalibrationData = None, *, method: str = "wanda",
                  reduce: Callable[[str, torch.Tensor], Any] | None = None, device: str | torch.device | None = None,
-                 batch_size: int = Calibration.batch_size, progress: bool = True) -> dict[str, Any]:
+                 batch_size: int = Calibration.batch_size, progress: bool = True,
+                 dtype: str | torch.dtype | None = None) -> dict[str, Any]:
     """Element-wise scores [out, in] of every block Linear from one dense pass, nothing pruned.
 
     `reduce(name, scores)` turns each score matrix into what the caller keeps (e.g. OWL's outlier
@@ -151,7 +155,7 @@ def layer_scores(model: nn.Module, calibration: CalibrationData = None, *, metho
     out: dict[str, Any] = {}
     inputs = _inputs(model, calibration, batch_size)
     for step in sequential_blocks(model, inputs, device=device, recompute=False, progress=progress,
-                                  desc=f"{method} scores"):
+                                  desc=f"{method} scores", dtype=dtype):
         stats = step.collect(spec.statistic)
         for name, module in step.linears.items():
             out[name] = reduce(name, spec.score(linear_weight(module), stats[name]))

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..errors import KenpruneError
 from ..models.blocks import block_linears, block_prefix, find_blocks, linear_weight
 from ..measure import release_free_memory
+from ..precision import compute_dtype
 from ..settings import Calibration
 from ..methods.base import HESSIAN, NO_STATISTIC, NORMS, STATISTICS, InputStats
 
@@ -170,6 +171,7 @@ class BlockStep:
     outputs: list[torch.Tensor] | None = field(default=None, repr=False)
     keep_outputs: bool = True  # False when the engine recomputes the outputs after the step anyway
     owns_hidden: bool = False  # True when `hidden`'s tensors may be overwritten (nobody else holds them)
+    dtype: str | None = None  # compute dtype of the block's forwards (None/float32: the model's own)
 
     @torch.no_grad()
     def forward(self) -> list[torch.Tensor] | None:
@@ -177,10 +179,11 @@ class BlockStep:
         (kept in `outputs` only when `keep_outputs`: otherwise the pass is for its hooks alone)."""
         self.outputs = None
         outputs = []
-        for b, h in enumerate(self.hidden):
-            out = self.inputs.call(self.block, self.index, b, h)
-            if self.keep_outputs:
-                outputs.append(out)
+        with compute_dtype(self.block, self.dtype, self.device):
+            for b, h in enumerate(self.hidden):
+                out = self.inputs.call(self.block, self.index, b, h)
+                if self.keep_outputs:
+                    outputs.append(out.to(h.dtype))
         self.outputs = outputs if self.keep_outputs else None
         return self.outputs
 
@@ -192,12 +195,13 @@ class BlockStep:
         Outputs are written into the input buffers when the engine owns them: the activations then
         keep their first allocation for the whole pass and only the forward's temporaries come and
         go (new buffers per block fragment the heap by tens of MiB)."""
-        for b, h in enumerate(self.hidden):
-            out = self.inputs.call(self.block, self.index, b, h)
-            if self.owns_hidden and out.shape == h.shape and out.dtype == h.dtype and out.device == h.device:
-                h.copy_(out)
-            else:
-                self.hidden[b] = out
+        with compute_dtype(self.block, self.dtype, self.device):
+            for b, h in enumerate(self.hidden):
+                out = self.inputs.call(self.block, self.index, b, h)
+                if self.owns_hidden and out.shape == h.shape and out.device == h.device:
+                    h.copy_(out)  # in the activations' own dtype, whatever the block computed in
+                else:
+                    self.hidden[b] = out.to(h.dtype)
         return self.hidden
 
     def collect(self, statistic: str = NORMS) -> dict[str, InputStats]:
@@ -243,7 +247,7 @@ def _module_device(module: nn.Module) -> torch.device:
 
 def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | torch.device | None = None,
                       recompute: bool = True, progress: bool = True, desc: str = "blocks",
-                      consume: bool = False) -> Iterator[BlockStep]:
+                      consume: bool = False, dtype: str | torch.dtype | None = None) -> Iterator[BlockStep]:
     """Yield each block in order with its calibration inputs, on the compute device only while yielded.
 
     After the consumer is done with a step, the block's outputs feed the next block: recomputed
@@ -251,6 +255,8 @@ def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | to
     (score-only passes over an unmodified model). `inputs` is left unchanged, unless `consume`:
     then its hidden states are taken, so block 0's inputs are freed once block 0 is done (a
     one-shot prune then holds one block's inputs and outputs, never a third copy).
+    `dtype`: the compute dtype of the block forwards (`kenprune.precision`); the activations passed
+    between blocks and every statistic stay in the model's precision / float32.
     """
     blocks_name, blocks = find_blocks(model)
     if len(inputs.extras) != len(blocks):
@@ -267,7 +273,7 @@ def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | to
         block.to(device)
         name = f"{blocks_name}.{index}" if blocks_name else str(index)
         step = BlockStep(index, name, block, block_linears(block, name), device, inputs, hidden,
-                         keep_outputs=not recompute, owns_hidden=owned)
+                         keep_outputs=not recompute, owns_hidden=owned, dtype=dtype)
         try:
             yield step
             if step.outputs is not None and not recompute:

@@ -33,16 +33,25 @@ class Evaluator:
 
 
 def _perplexity(loaded: "LoadedModel", spec: "Evaluation", progress: bool) -> tuple[float, dict, float]:
-    protocol = PerplexityProtocol(data=spec.data, seqlen=spec.seqlen, max_windows=spec.windows, bos=spec.bos)
+    from ..precision import resolve_dtype
+
+    device = next(loaded.model.parameters()).device
+    protocol = PerplexityProtocol(data=spec.data, seqlen=spec.seqlen, max_windows=spec.windows, bos=spec.bos,
+                                  dtype=resolve_dtype(spec.dtype, device).dtype)
     result = perplexity(loaded, protocol, batch_size=spec.batch_size, progress=progress, identify=False).to_dict()
     return result["perplexity"], result["protocol"], result["seconds"]
 
 
 def _accuracy(loaded: "LoadedModel", spec: "Evaluation", progress: bool) -> tuple[float, dict, float]:
-    result = accuracy(loaded, spec.data, batch_size=max(spec.batch_size, 16), progress=progress,
-                      identify=False).to_dict()
-    return result["accuracy"], {**result["protocol"], "correct": result["correct"], "total": result["total"]}, \
-        result["seconds"]
+    from ..precision import compute_dtype, resolve_dtype
+
+    device = next(loaded.model.parameters()).device
+    dtype = resolve_dtype(spec.dtype, device).dtype
+    with compute_dtype(loaded.model, dtype, device):
+        result = accuracy(loaded, spec.data, batch_size=max(spec.batch_size, 16), progress=progress,
+                          identify=False).to_dict()
+    return result["accuracy"], {**result["protocol"], "correct": result["correct"], "total": result["total"],
+                                "dtype": dtype}, result["seconds"]
 
 
 ZERO_SHOT = "zero-shot"  # the mean accuracy over tasks (lm-evaluation-harness); one entry per task beside it

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import provenance
+from ..precision import compute_dtype
 from ..data.corpora import (DataRef, join_text, load_documents, parse_data_ref, text_sha256,
                              tokenize_stream)
 from ..models.loading import CAUSAL_LM, SEQUENCE_CLASSIFICATION, LoadedModel
@@ -165,12 +166,13 @@ def perplexity(loaded: LoadedModel, protocol: PerplexityProtocol | None = None, 
     bad: list[int] = []  # windows whose loss is NaN or infinite
     bar = tqdm(total=windows.size(0), desc=f"perplexity {protocol.data}", unit="win",
                disable=not progress, leave=False)
-    for i in range(0, windows.size(0), batch_size):
-        batch = windows[i:i + batch_size].to(device)
-        nll = window_nll(loaded.model, batch).cpu()
-        bad.extend(i + int(j) for j in torch.nonzero(~torch.isfinite(nll)).flatten())
-        nll_sum += float(nll.sum())
-        bar.update(batch.size(0))
+    with compute_dtype(loaded.model, protocol.dtype, device):  # float32: the model as it is
+        for i in range(0, windows.size(0), batch_size):
+            batch = windows[i:i + batch_size].to(device)
+            nll = window_nll(loaded.model, batch).cpu()
+            bad.extend(i + int(j) for j in torch.nonzero(~torch.isfinite(nll)).flatten())
+            nll_sum += float(nll.sum())
+            bar.update(batch.size(0))
     bar.close()
     check_finite_nll(protocol.data, bad, windows.size(0))
     seconds = time.perf_counter() - start

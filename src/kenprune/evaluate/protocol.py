@@ -15,13 +15,15 @@ class PerplexityProtocol:
 
     data: `corpus:split`; seqlen: tokens per window (BOS included when prepended);
     max_windows: evaluate only the first N windows (None: all); bos: auto follows the
-    tokenizer (prepend if its own encoding starts with BOS), or force prepend / none.
+    tokenizer (prepend if its own encoding starts with BOS), or force prepend / none; dtype: the
+    forward's compute dtype (float32 is the pinned protocol; another one is part of the figure).
     """
 
     data: str = "wiki:test"
     seqlen: int = Evaluation.seqlen
     max_windows: int | None = None
     bos: str = "auto"
+    dtype: str = Evaluation.dtype
 
     def __post_init__(self) -> None:
         if self.seqlen < 2:
@@ -30,6 +32,10 @@ class PerplexityProtocol:
             raise KenpruneError(f"--max-windows must be at least 1, got {self.max_windows}")
         if self.bos not in BOS_POLICIES:
             raise KenpruneError(f"unknown BOS policy {self.bos!r}; choose one of: {', '.join(BOS_POLICIES)}")
+        from ..precision import canonical
+
+        if canonical(self.dtype, "--eval-dtype") == "auto":
+            raise KenpruneError("a perplexity protocol names its dtype; resolve auto first (kenprune.precision)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -64,6 +64,8 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     from ..formats import save_sparse
     from ..methods import METHODS, Pattern
     from ..models.loading import load_model, load_tokenizer, save_model
+    from ..precision import resolve_dtype
+    from ..engine.sequential import resolve_device
 
     settings.check()
     evaluation.check()
@@ -82,12 +84,13 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
         loaded = load_model(model)
     with timer.stage("identify"):
         identity = loaded.identity()
+    precision = resolve_dtype(calibration.dtype, resolve_device(settings.device))
     resolved = {"prune": {**settings.to_dict(), "sparsity": sparsity if not isinstance(sparsity, Mapping) else
                           {str(k): v for k, v in sparsity.items()}, "pattern": str(parsed),
                           "group": settings.group or spec.default_group},
                 "evaluation": evaluation.to_dict()}
     if windows is not None:
-        resolved["calibration"] = calibration.to_dict()
+        resolved["calibration"] = {**calibration.to_dict(), "dtype": precision.dtype}
     record = new_record("prune", identity, settings.method,
                         given(model=model, prune=settings, calibration=calibration, evaluation=evaluation), resolved)
     if evaluation.enabled and evaluation.before:
@@ -103,13 +106,15 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
 
         with timer.stage("allocate"):
             chosen = resolve_allocation(settings.allocation, layer_source(loaded.model, windows, method=settings.method,
-                                                                          progress=progress), sparsity)
+                                                                          progress=progress, dtype=precision.dtype),
+                                        sparsity)
         record.details["allocation"] = chosen.to_dict()
         sparsity = allocated = chosen.ratios
     with timer.stage("prune"), loaded.tokenizer_released():
         report = prune_model(loaded.model, windows, method=settings.method, sparsity=sparsity, pattern=parsed,
                              group=settings.group, include_embeddings=settings.include_embeddings,
-                             device=settings.device, batch_size=calibration.batch_size, progress=progress)
+                             device=settings.device, batch_size=calibration.batch_size, progress=progress,
+                             dtype=precision.dtype)
     record.layer_quantity = "sparsity"
     record.layers = _layer_table(report, allocated)
     record.details.update({"sparsity": report["block_linears"]["sparsity"],
@@ -119,8 +124,11 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
                            "block_linears": report["block_linears"], "overall": report["overall"],
                            "include_embeddings": settings.include_embeddings})
     if windows is not None:
-        record.details["calibration"] = {**calibration.to_dict(), "tokens": calibration.samples * calibration.seqlen,
+        record.details["calibration"] = {**calibration.to_dict(), "dtype": precision.dtype,
+                                         "tokens": calibration.samples * calibration.seqlen,
                                          "sampling": "uniform random windows, no BOS"}
+        record.details["precision"] = {**precision.to_dict(), "statistics": "float32",
+                                       "weights": str(next(loaded.model.parameters()).dtype).replace("torch.", "")}
     if evaluation.enabled:
         with timer.stage("eval_after"):
             record.quality.append(evaluate(loaded, evaluation, role="after", label="pruned", progress=progress))

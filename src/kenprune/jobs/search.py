@@ -35,6 +35,7 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
     from ..allocate.mapping import check_target
     from ..allocate.model import model_layers
     from ..allocate.search import AllocationSpace, SearchConfig, check_checkpoint, search
+    from ..precision import resolve_dtype
 
     settings.check()
     calibration.check()
@@ -45,7 +46,7 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
     fitness = PerplexityFitness(model=model, method=settings.method, proxy=settings.proxy, calib_data=calibration.data,
                                 calib_samples=calibration.samples, calib_seqlen=calibration.seqlen,
                                 data=evaluation.data, windows=evaluation.windows, seqlen=evaluation.seqlen,
-                                seed=calibration.seed)
+                                seed=calibration.seed, dtype=(precision := resolve_dtype(evaluation.dtype)).dtype)
     workers = default_workers() if settings.workers is None else settings.workers
     out = Path(output.folder or DEFAULT_OUT)
     check_output(Output(out, output.overwrite), [model], resumable=CHECKPOINT)
@@ -68,12 +69,17 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
         with timer.stage("baselines"):  # what the search is for: beating these on the same proxy
             baselines = dict(zip(("uniform", "owl"), executor.map(baseline_ratios(layers, target, settings.lam,
                                                                                    len(result.ratios)))))
+        final_check = None
+        if precision.dtype != "float32":  # the candidates ran in the fast dtype; the winner is checked in fp32
+            with timer.stage("final_check"):
+                final_check = {"dtype": "float32", "fitness": fitness.evaluate(result.ratios, "float32"),
+                               "search_dtype": precision.dtype, "search_fitness": result.fitness}
     finally:
         executor.close()
-    final_check = []
+    task_quality = []
     if evaluation.tasks_enabled:  # the final check: the model pruned with the best allocation, on the tasks
         with timer.stage("tasks"):
-            final_check = _final_tasks(local, result.ratios, settings.method, evaluation, progress)
+            task_quality = _final_tasks(local, result.ratios, settings.method, evaluation, progress)
     best = {"model": model, "method": settings.method, "target": target, "lambda": settings.lam,
             "allocation": f"dsa:{result.best}", "function": result.best, "fitness": result.fitness,
             "fitness_protocol": fitness.to_dict(), "block_ratios": result.ratios}
@@ -85,12 +91,17 @@ def run(model: str = DEFAULT_MODEL, settings: SearchSettings = SearchSettings(),
     record.layer_quantity = "sparsity"
     record.layers = [Layer(f"block {i}", [], ratio, block=i, allocated=ratio) for i, ratio in enumerate(result.ratios)]
     record.quality = [Quality("perplexity", result.fitness, evaluation.data, "after", "searched allocation",
-                              fitness.to_dict())] + final_check
+                              fitness.to_dict())]
+    if final_check is not None:
+        record.quality.append(Quality("perplexity", final_check["fitness"], evaluation.data, "reference",
+                                      "searched allocation, float32 check", {**fitness.to_dict(), "dtype": "float32"}))
+    record.quality += task_quality
     record.details.update({
         "function": result.best, "allocation": f"dsa:{result.best}", "fitness": result.fitness, "target": target,
         "sparsity": target, "lambda": settings.lam, "fitness_protocol": fitness.to_dict(),
         "search": {**config.identity(), "budget": settings.budget, "seconds": settings.seconds},
-        "baselines": baselines,
+        "baselines": baselines, "precision": {**precision.to_dict(), "statistics": "float32"},
+        "final_check": final_check,
         "executor": {"kind": executor.name, "workers": executor.workers, "ray_address": settings.ray_address},
         "result": result.to_dict()})
     record.files = [FileEntry(BEST, "json", (out / BEST).stat().st_size, "allocation")]

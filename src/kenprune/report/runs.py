@@ -119,7 +119,7 @@ def _quality(run: Run) -> None:
     order = {"reference": 0, "before": 1, "after": 2}
     for metric in dict.fromkeys(q.metric for q in record.quality if q.metric != TASK_METRIC):  # tasks: own table
         entries = sorted((q for q in record.quality if q.metric == metric), key=lambda q: order[q.role])
-        text = ", ".join(f"{q.model} {format_number(q.value)}" for q in entries)
+        text = ", ".join(f"{q.model} {format_number(q.value)}{_dtype_mark(q.protocol)}" for q in entries)
         before, after = record.quality_of("before", metric), record.quality_of("after", metric)
         if before is not None and after is not None and before.value:
             text += f" ({after.model} vs {before.model}: {(after.value - before.value) / before.value:+.1%})"
@@ -135,7 +135,14 @@ def _quality(run: Run) -> None:
 
 def _quality_text(run: Run) -> str:
     """'perplexity 35' (after), for a comparison table."""
-    return f"{run.quality[0]} {format_number(run.quality[2])}" if run.quality and run.quality[2] is not None else ""
+    return (f"{run.quality[0]} {format_number(run.quality[2])}{_dtype_mark(run.protocol)}"
+            if run.quality and run.quality[2] is not None else "")
+
+
+def _dtype_mark(protocol: Mapping[str, Any]) -> str:
+    """' (bfloat16 evaluation)' for a figure computed in a reduced dtype; '' for the pinned float32."""
+    dtype = (protocol or {}).get("dtype")
+    return f" ({dtype} evaluation)" if dtype and dtype != "float32" else ""
 
 
 def _head(run: Run) -> None:
@@ -162,6 +169,9 @@ def _tail(run: Run) -> None:
         total = sum(s.seconds for s in record.stages)
         run.summary["time"] = f"{total:.1f} s (" + ", ".join(f"{s.name} {s.seconds:.1f} s" for s in record.stages) + ")"
     _rows(run.summary, {"peak memory (RSS)": _bytes(record.peak_rss_bytes)})
+    precision = record.details.get("precision") or {}
+    if precision.get("dtype"):
+        run.summary["compute dtype"] = f"{precision['dtype']} ({precision.get('reason', '')})"
     versions = present(record.provenance.get("versions") or {})
     if versions:
         run.summary["versions"] = ", ".join(f"{k} {v}" for k, v in versions.items())
