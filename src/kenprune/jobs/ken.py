@@ -20,6 +20,7 @@ from .common import check_output, new_record, output_folder, write_record
 log = logging.getLogger(__name__)
 SUBNETWORK_FILE = "subnetwork.safetensors"
 MODEL_DIR = "model"
+METHOD_LABELS = {"ken": "KEN", "ken-delta": "KEN on deltas"}
 
 
 def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: str | None = None,
@@ -43,7 +44,8 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
         pre, ft = load_pair(pretrained, finetuned)
     with timer.stage("ken"):
         result = ken_models(pre, ft, spec, kernel=settings.kernel, tensors=settings.tensors, include=settings.include,
-                            exclude=settings.exclude, value_dtype=settings.value_dtype, progress=progress)
+                            exclude=settings.exclude, value_dtype=settings.value_dtype,
+                            selection=settings.row_selection(), seed=settings.seed, progress=progress)
     optimized, sub, selection = result.optimized, result.subnetwork, result.selection
     ft_params, names, copied = result.finetuned_params, list(selection.masks), sub.meta["copied"]
     record = new_record("ken", ft.identity(), "ken",
@@ -63,7 +65,8 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
                     record.files.append(FileEntry(MODEL_DIR, "hf-folder", path_bytes(tmp / MODEL_DIR), "model"))
         if evaluation.enabled:
             with timer.stage("eval"):
-                record.quality.append(evaluate(opt_loaded, evaluation, role="after", label="KEN", progress=progress))
+                record.quality.append(evaluate(opt_loaded, evaluation, role="after", label=METHOD_LABELS.get(
+                    sub.meta["method"], sub.meta["method"]), progress=progress))
                 for side, loaded in (("pre-trained", pre), ("fine-tuned", ft)):  # what KEN is judged against
                     record.quality.append(evaluate(loaded, evaluation, role="reference", label=side,
                                                    progress=progress))
@@ -77,6 +80,7 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
                          for n, t in table.items()]
         record.details.update({
             "k": str(spec), "kernel": settings.kernel, "value_dtype": settings.value_dtype,
+            "method": sub.meta["method"], "seed": sub.meta["seed"],
             "sparsity": 1 - kept / max(selected, 1),
             "pretrained": sub.meta["base"], "finetuned": sub.meta["finetuned"],
             "optimized_sha256": sub.meta["optimized_sha256"], "selection": sub.meta["selection"],
