@@ -35,6 +35,7 @@ from _common import RESULTS  # noqa: E402
 
 from kenprune import provenance  # noqa: E402
 from kenprune.fileio import write_json  # noqa: E402
+from kenprune.ken.selections import ROW_SELECTIONS  # noqa: E402
 
 BOOT = 2000
 
@@ -64,8 +65,7 @@ TESTBEDS = {
                                          dict(steps=30, batch_size=8, seqlen=128, lr=1e-4),
                                          "newsgroups-mini:test", False),
 }
-SELECTIONS = {"KEN": "ken", "KEN on deltas": "ken-delta", "random": "random", "largest |delta|": "delta",
-              "DARE": "dare", "largest |fine-tuned|": "finetuned"}
+SELECTIONS = {e.value.title(): e.name for e in ROW_SELECTIONS.entries()}  # label -> registry name
 
 
 def finetuned_folder(name: str, seed: int) -> Path:
@@ -338,24 +338,36 @@ def verdict(rows: list[dict]) -> list[str]:
     return lines
 
 
-PLANS = {  # (testbed, what, k) in priority order
-    "priority": [(bed, sel, k) for bed in ("minilm-l6/austen-novels",) for k in (0.25, 0.75)
-                 for sel in ("KEN", "KEN on deltas", "random", "largest |delta|", "DARE")]
-    + [("minilm-l6/austen-novels", "probe", None)]
-    + [("smollm2-135m/austen", sel, 0.25) for sel in ("KEN", "KEN on deltas", "random", "largest |delta|", "DARE")]
-    + [("minilm-l6/austen-novels", "LoRA", 0.25)]
-    + [("smollm2-135m/austen", sel, 0.75) for sel in ("KEN", "KEN on deltas", "random", "largest |delta|", "DARE")]
-    + [(bed, "largest |fine-tuned|", k) for bed in ("minilm-l6/austen-novels", "smollm2-135m/austen") for k in (0.25, 0.75)]
-    + [(bed, sel, k) for bed in ("minilm-l6/austen-novels", "smollm2-135m/austen") for k in (0.10, 0.50)
-       for sel in SELECTIONS]
-    + [("smollm2-135m/austen", "LoRA", 0.25)],
-}
+MAIN = ("KEN", "KEN on deltas", "random", "largest |delta|", "DARE")
+BEDS = ("minilm-l6/austen-novels", "smollm2-135m/austen")
+# (testbed, what, k) in priority order: run one process per testbed (--testbeds) to use both cores
+PLAN = ([(bed, sel, k) for bed in BEDS for k in (0.25, 0.75) for sel in MAIN]
+        + [(bed, "probe", None) for bed in BEDS] + [(bed, "LoRA", 0.25) for bed in BEDS]
+        + [(bed, "largest |fine-tuned|", k) for bed in BEDS for k in (0.25, 0.75)]
+        + [(bed, sel, k) for bed in BEDS for k in (0.10, 0.50) for sel in SELECTIONS]
+        + [(bed, sel, 0.25) for bed in ("minilm-l6/pang-lee", "minilm-l6/newsgroups-mini") for sel in MAIN])
+
+
+def merge(paths: list[str], out: str) -> None:
+    """One result file from several runs' files (e.g. one process per testbed): rows joined, verdict redone."""
+    import json
+
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    rows = [r for run in runs for r in run["rows"]]
+    merged = {**runs[0], "rows": rows, "verdict": verdict(rows), "merged_from": [str(p) for p in paths],
+              "protocols": {k: v for run in runs for k, v in run.get("protocols", {}).items()},
+              "configs": [run["config"] for run in runs]}
+    write_json(out, merged)
+    for r in rows:
+        print_row(r)
+    print("\n" + "\n".join(merged["verdict"]))
+    print(f"wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--testbeds", nargs="*", default=None, choices=list(TESTBEDS),
-                        help="only these testbeds (default: those of the plan)")
+                        help="only these testbeds (default: every testbed of the plan)")
     parser.add_argument("--ks", nargs="*", type=float, default=None, help="only these k (default: the plan's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--examples", type=int, default=400, help="held-out passages per classifier variant")
@@ -366,10 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lora-lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", default=str(RESULTS / "ken_quality.json"))
+    parser.add_argument("--merge", nargs="*", default=None, metavar="JSON", help="join these result files into --out")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out)
+        return 0
     torch.set_num_threads(args.threads)
     bench = Bench(args)
-    for bed, what, k in PLANS["priority"]:
+    for bed, what, k in PLAN:
         if (args.testbeds and bed not in args.testbeds) or (args.ks and k is not None and k not in args.ks):
             continue
         if what == "probe":

@@ -20,7 +20,6 @@ from .common import check_output, new_record, output_folder, write_record
 log = logging.getLogger(__name__)
 SUBNETWORK_FILE = "subnetwork.safetensors"
 MODEL_DIR = "model"
-METHOD_LABELS = {"ken": "KEN", "ken-delta": "KEN on deltas"}
 
 
 def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: str | None = None,
@@ -30,6 +29,7 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
     from ..evaluate import evaluate
     from ..ken.apply import KSpec, tensor_table
     from ..ken.pair import finetuned_bytes, ken_models, load_pair
+    from ..ken.selections import label_of
     from ..ken.subnetwork import write_subnetwork
     from ..models.loading import LoadedModel, save_model
 
@@ -65,8 +65,8 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
                     record.files.append(FileEntry(MODEL_DIR, "hf-folder", path_bytes(tmp / MODEL_DIR), "model"))
         if evaluation.enabled:
             with timer.stage("eval"):
-                record.quality.append(evaluate(opt_loaded, evaluation, role="after", label=METHOD_LABELS.get(
-                    sub.meta["method"], sub.meta["method"]), progress=progress))
+                record.quality.append(evaluate(opt_loaded, evaluation, role="after", label=label_of(sub.meta["method"]),
+                                               progress=progress))
                 for side, loaded in (("pre-trained", pre), ("fine-tuned", ft)):  # what KEN is judged against
                     record.quality.append(evaluate(loaded, evaluation, role="reference", label=side,
                                                    progress=progress))

@@ -34,6 +34,10 @@ class Selection:
     choose: Callable[..., torch.Tensor]  # (rows, k, *, kernel, generator) -> mask
     rescale: bool = False  # DARE: kept deltas are multiplied by n / k (= 1 / (1 - p), p the drop rate)
     seeded: bool = False   # the choice depends on the seed
+    label: str = ""        # how tables and reports name it
+
+    def title(self) -> str:
+        return self.label or self.name
 
     def scores(self, pre: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         """What the chooser sees for one tensor pair."""
@@ -64,6 +68,11 @@ def optimized_rows(selection: Selection, pre: torch.Tensor, ft: torch.Tensor, k:
 
 
 ROW_SELECTIONS: Registry[Selection] = Registry("selection")
+
+
+def label_of(name: str | None) -> str:
+    """A selection's display label ("KEN" for records written before selections were recorded)."""
+    return ROW_SELECTIONS.get(name).title() if name in ROW_SELECTIONS else (name or "KEN")
 
 
 def resolve(selection: str, select_on: str = "finetuned") -> Selection:

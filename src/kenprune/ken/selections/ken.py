@@ -12,7 +12,7 @@ def ken_choose(rows: torch.Tensor, k: int, *, kernel: str = "gaussian", generato
     return ken_rows(rows, k, kernel)
 
 
-ROW_SELECTIONS.add("ken", Selection("ken", "finetuned", ken_choose),
+ROW_SELECTIONS.add("ken", Selection("ken", "finetuned", ken_choose, label="KEN"),
                    "KEN (the paper): KDE on each row's fine-tuned values, k grid points take their nearest values")
-ROW_SELECTIONS.add("ken-delta", Selection("ken-delta", "delta", ken_choose),
+ROW_SELECTIONS.add("ken-delta", Selection("ken-delta", "delta", ken_choose, label="KEN on deltas"),
                    "KEN fitted on each row's deltas (fine-tuned - pre-trained) instead of its values")

@@ -14,7 +14,7 @@ def topk_rows(scores: torch.Tensor, k: int, *, kernel: str = "gaussian", generat
     return torch.zeros(scores.shape, dtype=torch.bool).scatter_(1, idx, True)
 
 
-ROW_SELECTIONS.add("delta", Selection("delta", "|delta|", topk_rows),
+ROW_SELECTIONS.add("delta", Selection("delta", "|delta|", topk_rows, label="largest |delta|"),
                    "the k largest |fine-tuned - pre-trained| of each row")
-ROW_SELECTIONS.add("finetuned", Selection("finetuned", "|finetuned|", topk_rows),
+ROW_SELECTIONS.add("finetuned", Selection("finetuned", "|finetuned|", topk_rows, label="largest |fine-tuned|"),
                    "the k largest |fine-tuned| of each row")

@@ -16,7 +16,7 @@ def random_rows(rows: torch.Tensor, k: int, *, kernel: str = "gaussian",
     return torch.zeros(rows.shape, dtype=torch.bool).scatter_(1, idx, True)
 
 
-ROW_SELECTIONS.add("random", Selection("random", "finetuned", random_rows, seeded=True),
+ROW_SELECTIONS.add("random", Selection("random", "finetuned", random_rows, seeded=True, label="random"),
                    "k uniformly random entries of each row (by --seed)")
-ROW_SELECTIONS.add("dare", Selection("dare", "finetuned", random_rows, rescale=True, seeded=True),
+ROW_SELECTIONS.add("dare", Selection("dare", "finetuned", random_rows, rescale=True, seeded=True, label="DARE"),
                    "DARE: k random entries per row, kept deltas rescaled by n/k = 1/(1-p)")
