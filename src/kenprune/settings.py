@@ -282,6 +282,9 @@ class KenSettings(Settings):
     exclude: tuple[str, ...] = ()
     value_dtype: str = "fp32"
     save_model: bool = False
+    selection: str = "ken"  # a kenprune.ken.selections name: KEN or a baseline at the same kept count
+    select_on: str = "finetuned"  # KEN's KDE on the fine-tuned values (the paper) or on the deltas
+    seed: int = 0  # random selections (random, dare)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k", str(self.k))
@@ -294,12 +297,19 @@ class KenSettings(Settings):
 
         KSpec.parse(self.k)
         KERNELS.get(self.kernel)
+        self.row_selection()
         if self.value_dtype not in KEN_VALUE_DTYPES:
             raise KenpruneError(f"unknown value dtype {self.value_dtype!r}; choose one of: "
                                 f"{', '.join(KEN_VALUE_DTYPES)}")
         if self.tensors not in KEN_TENSORS:
             raise KenpruneError(f"unknown tensor selection {self.tensors!r}; choose one of: {', '.join(KEN_TENSORS)}")
         return self
+
+    def row_selection(self) -> str:
+        """The ROW_SELECTIONS entry these settings name (`ken` on deltas is `ken-delta`)."""
+        from .ken.selections import resolve
+
+        return resolve(self.selection, self.select_on).name
 
 
 # KEN's optional evaluation of the optimized model (perplexity windows for a causal LM).

@@ -10,6 +10,7 @@ import torch
 from kenprune.allocate import ALLOCATORS, resolve_allocation
 from kenprune.evaluate import EVALUATORS, evaluate
 from kenprune.formats import FORMATS
+from kenprune.ken.selections import ROW_SELECTIONS
 from kenprune.methods import METHODS, InputStats, Pattern
 from kenprune.record import Quality
 from kenprune.settings import Evaluation
@@ -111,3 +112,27 @@ def test_format_contract(name, tmp_path):
         assert set(loaded) == set(state)
         assert all(torch.equal(loaded[k], state[k]) for k in state)
         assert path.stat().st_size < 4 * (weight.numel() + 16) + 4096
+
+
+@pytest.mark.parametrize("name", ROW_SELECTIONS.names())
+@pytest.mark.parametrize("k", [1, 7, 40])
+def test_row_selection_contract(name, k):
+    """Exactly min(k, n) kept per row; the same seed gives the same choice; every entry not kept equals its
+    pre-trained value; kept entries carry the fine-tuned value (or, rescaling ones, pre + (n/k) delta);
+    the inputs are left untouched."""
+    from kenprune.ken.selections import optimized_rows
+
+    selection = ROW_SELECTIONS.get(name)
+    gen = torch.Generator().manual_seed(2)
+    pre = torch.randn(9, 32, generator=gen)
+    ft = pre + 0.05 * torch.randn(9, 32, generator=gen)
+    before = (pre.clone(), ft.clone())
+    out, mask = optimized_rows(selection, pre, ft, k, generator=torch.Generator().manual_seed(0))
+    again, mask2 = optimized_rows(selection, pre, ft, k, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(pre, before[0]) and torch.equal(ft, before[1])
+    assert mask.dtype == torch.bool and mask.shape == pre.shape
+    assert (mask.sum(dim=1) == min(k, 32)).all()
+    assert torch.equal(mask, mask2) and torch.equal(out, again)
+    assert torch.equal(out[~mask], pre[~mask])
+    scale = 32 / min(k, 32) if selection.rescale else 1.0
+    assert torch.allclose(out[mask], (pre + (ft - pre) * scale)[mask], atol=1e-6)

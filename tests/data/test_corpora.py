@@ -12,7 +12,10 @@ from kenprune.errors import KenpruneError
 @pytest.mark.parametrize("name", CORPORA.names())
 def test_splits_are_deterministic_disjoint_and_cover_the_corpus(name):
     spec = CORPORA.get(name)
-    docs = spec.load()
+    try:
+        docs = spec.load()
+    except KenpruneError as exc:  # the Debian books where apt-get cannot fetch them (tests/data/test_books.py)
+        pytest.skip(str(exc))
     first = split_documents(docs, spec.fractions, spec.labelled)
     again = split_documents(list(reversed(docs)), spec.fractions, spec.labelled)
     titles = {s: [d.title for d in first[s]] for s in SPLITS}

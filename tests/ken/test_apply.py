@@ -63,15 +63,6 @@ def test_batched_selection_equals_per_tensor():
     assert sel.kept() == 7 * 12 + 5 * 12 + 12 + 27
 
 
-def test_baselines_keep_k_per_row():
-    from kenprune.ken.baselines import random_rows, topk_rows
-
-    scores = torch.tensor([[0.1, 0.9, 0.5, 0.2], [3.0, 1.0, 2.0, 0.0]])
-    assert topk_rows(scores, 2).tolist() == [[False, True, True, False], [True, False, True, False]]
-    mask = random_rows(0)(torch.zeros(5, 30), 7)
-    assert (mask.sum(dim=1) == 7).all() and torch.equal(mask, random_rows(0)(torch.zeros(5, 30), 7))
-
-
 def test_non_finite_values_are_refused():
     with pytest.raises(KenpruneError, match="tensor w .*NaN"):
         select_masks({"w": torch.tensor([[0.1, float("nan")]])}, ["w"], 1, progress=False)

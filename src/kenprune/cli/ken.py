@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..ken.selections import ROW_SELECTIONS
 from ..settings import KEN_EVALUATION, KEN_TENSORS, KEN_VALUE_DTYPES, KenSettings
 from .options import add_evaluation, add_output, evaluation_from, output_from
 from .report import write_report_quietly
@@ -28,6 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip tensors matching (repeatable)")
     p.add_argument("--dtype", default=d.value_dtype, choices=KEN_VALUE_DTYPES,
                    help=f"stored value precision (default {d.value_dtype})")
+    p.add_argument("--selection", default=d.selection, choices=ROW_SELECTIONS.names(),
+                   help=f"which k entries per row keep their fine-tuned value: " +
+                        "; ".join(f"{e.name}: {e.help}" for e in ROW_SELECTIONS.entries()) +
+                        f" (default {d.selection})")
+    p.add_argument("--select-on", default=d.select_on, choices=("finetuned", "delta"),
+                   help=f"KEN's kernel density on each row's fine-tuned values (the paper) or on its deltas "
+                        f"fine-tuned - pre-trained (default {d.select_on})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of the random selections (default {d.seed})")
     p.add_argument("--save-model", action="store_true", help="also write the full optimized model to OUT/model")
     add_evaluation(p, KEN_EVALUATION, before=False)
     p.set_defaults(func=run)
@@ -48,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.finetuned or not args.out:
         raise KenpruneError("kenprune ken needs --finetuned FOLDER and --out DIR (or: kenprune ken apply ...)")
     settings = KenSettings(k=args.k, kernel=args.kernel, tensors=args.tensors, include=args.include,
-                           exclude=args.exclude, value_dtype=args.dtype, save_model=args.save_model)
+                           exclude=args.exclude, value_dtype=args.dtype, save_model=args.save_model,
+                           selection=args.selection, select_on=args.select_on, seed=args.seed)
     record = ken(args.finetuned, settings, pretrained=args.pretrained, evaluation=evaluation_from(args),
                  output=output_from(args))
     print(summary(record))
@@ -60,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
 def summary(record) -> str:
     d = record.details
     tot, sizes = d["totals"], d["sizes"]
-    lines = [f"KEN k={d['k']} ({d['kernel']}): kept {tot['kept']:,} of {tot['selected_parameters']:,} selected "
+    method = d.get("method", "ken")
+    name = f"KEN k={d['k']} ({d['kernel']})" if method == "ken" else f"{method} k={d['k']}"
+    lines = [f"{name}: kept {tot['kept']:,} of {tot['selected_parameters']:,} selected "
              f"values ({tot['kept_fraction_of_selected']:.1%}); stored {tot['stored_fraction']:.1%} of "
              f"{tot['parameters']:,} parameters; {sum(record.seconds().values()):.1f} s",
              f"subnetwork {sizes['subnetwork_bytes'] / 2**20:.2f} MiB vs fine-tuned safetensors "
@@ -71,7 +83,7 @@ def summary(record) -> str:
     if after is not None:
         refs = {q.model: q.value for q in record.quality if q.role == "reference"}
         lines.append(f"{after.metric} on {after.data}: " + ", ".join(f"{k} {v:.4f}" for k, v in refs.items())
-                     + f", KEN {after.value:.4f}")
+                     + f", {after.model} {after.value:.4f}")
     return "\n".join(lines)
 
 

@@ -39,7 +39,14 @@ def run_data(args: argparse.Namespace) -> int:
         tokenizer = load_model(args.tokenizer).tokenizer
     header = f"{'corpus':<16} {'split':<6} {'docs':>5} {'words':>8}" + (f" {'tokens':>8}" if tokenizer else "")
     print(header)
+    from ..errors import KenpruneError
+
     for entry in CORPORA.entries():
+        try:
+            CORPORA.get(entry.name).load()
+        except KenpruneError as exc:  # a corpus fetched on first use (Debian books) may be unavailable here
+            print(f"{entry.name:<16} unavailable: {exc}")
+            continue
         for split in SPLITS:
             docs = load_documents(f"{entry.name}:{split}")
             text = join_text(docs)

@@ -197,6 +197,26 @@ CORPORA.add("newsgroups-mini", CorpusSpec("newsgroups-mini",
                                           True, _newsgroups_documents, (0.60, 0.20, 0.20)), "topic, 2 labels")
 
 
+
+def _books(loader: str) -> Callable[[], list[Document]]:
+    """A corpus loader from books.py (fetched from Debian on first use), imported only when used."""
+    def load() -> list[Document]:
+        from . import books
+
+        return getattr(books, loader)()
+    return load
+
+
+CORPORA.add("austen", CorpusSpec("austen", "Jane Austen's six novels (Debian r-cran-janeaustenr): 717k words, "
+                                 "one document per chapter", False, _books("austen_documents"), (0.70, 0.15, 0.15)),
+            "novels (Debian package, fetched once)")
+CORPORA.add("austen-novels", CorpusSpec("austen-novels", "which of Austen's six novels a passage of >= 48 words "
+                                        "comes from: ~14k labelled passages", True, _books("austen_passage_documents"),
+                                        (0.80, 0.10, 0.10)), "authorship, 6 labels (Debian package)")
+CORPORA.add("mobydick", CorpusSpec("mobydick", "Moby Dick (Debian r-cran-tokenizers): 215k words, one document "
+                                   "per chapter", False, _books("mobydick_documents"), (0.70, 0.15, 0.15)),
+            "novel (Debian package, fetched once)")
+
 def _stable_key(doc: Document) -> str:
     return hashlib.sha256(doc.title.encode()).hexdigest()
 

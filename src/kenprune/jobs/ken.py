@@ -29,6 +29,7 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
     from ..evaluate import evaluate
     from ..ken.apply import KSpec, tensor_table
     from ..ken.pair import finetuned_bytes, ken_models, load_pair
+    from ..ken.selections import label_of
     from ..ken.subnetwork import write_subnetwork
     from ..models.loading import LoadedModel, save_model
 
@@ -43,7 +44,8 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
         pre, ft = load_pair(pretrained, finetuned)
     with timer.stage("ken"):
         result = ken_models(pre, ft, spec, kernel=settings.kernel, tensors=settings.tensors, include=settings.include,
-                            exclude=settings.exclude, value_dtype=settings.value_dtype, progress=progress)
+                            exclude=settings.exclude, value_dtype=settings.value_dtype,
+                            selection=settings.row_selection(), seed=settings.seed, progress=progress)
     optimized, sub, selection = result.optimized, result.subnetwork, result.selection
     ft_params, names, copied = result.finetuned_params, list(selection.masks), sub.meta["copied"]
     record = new_record("ken", ft.identity(), "ken",
@@ -63,7 +65,8 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
                     record.files.append(FileEntry(MODEL_DIR, "hf-folder", path_bytes(tmp / MODEL_DIR), "model"))
         if evaluation.enabled:
             with timer.stage("eval"):
-                record.quality.append(evaluate(opt_loaded, evaluation, role="after", label="KEN", progress=progress))
+                record.quality.append(evaluate(opt_loaded, evaluation, role="after", label=label_of(sub.meta["method"]),
+                                               progress=progress))
                 for side, loaded in (("pre-trained", pre), ("fine-tuned", ft)):  # what KEN is judged against
                     record.quality.append(evaluate(loaded, evaluation, role="reference", label=side,
                                                    progress=progress))
@@ -77,6 +80,7 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
                          for n, t in table.items()]
         record.details.update({
             "k": str(spec), "kernel": settings.kernel, "value_dtype": settings.value_dtype,
+            "method": sub.meta["method"], "seed": sub.meta["seed"],
             "sparsity": 1 - kept / max(selected, 1),
             "pretrained": sub.meta["base"], "finetuned": sub.meta["finetuned"],
             "optimized_sha256": sub.meta["optimized_sha256"], "selection": sub.meta["selection"],

@@ -18,8 +18,8 @@ import torch
 from .. import __version__, provenance
 from ..errors import KenpruneError
 from ..measure import path_bytes
-from .apply import (KenSelection, KSpec, MaskFn, check_compatible, differing, select_masks, select_tensors,
-                    unique_parameters)
+from .apply import KenSelection, KSpec, check_compatible, differing, select_masks, select_tensors, unique_parameters
+from .select import as_rows
 from .subnetwork import VALUE_DTYPES, Subnetwork
 
 
@@ -70,36 +70,45 @@ class KenRun:
 
 def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "gaussian", tensors: str = "all",
                include: Iterable[str] = (), exclude: Iterable[str] = (), value_dtype: str = "fp32",
-               mask_fn: MaskFn | None = None, scores: dict[str, torch.Tensor] | None = None,
-               progress: bool = True) -> KenRun:
+               selection: str = "ken", seed: int = 0, progress: bool = True) -> KenRun:
     """KEN on two loaded models in memory (inputs untouched): the optimized model and its subnetwork.
 
-    mask_fn/scores replace KEN's selection (baselines): masks are chosen by `mask_fn` on the rows of
-    `scores` (default: the fine-tuned values) with the same kept count per row.
+    selection: a ROW_SELECTIONS name (`kenprune.ken.selections`): KEN (default, the paper), `ken-delta`,
+    or a baseline with the same kept count per row (random, delta, dare, finetuned); seed: random ones'.
     """
+    from .selections import ROW_SELECTIONS, kept_values
+
     pre_params, aliases = unique_parameters(pre.model)
     ft_params, _ = unique_parameters(ft.model)
     check_compatible(pre_params, ft_params)
     names = select_tensors(list(ft_params), tensors, include, exclude)
     if not names:
         raise KenpruneError("the tensor selection matches no tensor; check --tensors/--include/--exclude")
-    selection = select_masks(scores or ft_params, names, k, kernel=kernel, mask_fn=mask_fn, progress=progress)
-    copied = differing(pre_params, ft_params, [n for n in ft_params if n not in selection.masks])
+    chooser = ROW_SELECTIONS.get(selection)
+    generator = torch.Generator().manual_seed(seed)
+    scores = ft_params if chooser.on == "finetuned" else {n: chooser.scores(pre_params[n], ft_params[n]) for n in names}
+    chosen = select_masks(scores, names, k, kernel=kernel, progress=progress,
+                          mask_fn=None if chooser.name == "ken" else
+                          lambda rows, kk: chooser.choose(rows, kk, kernel=kernel, generator=generator))
+    del scores
+    copied = differing(pre_params, ft_params, [n for n in ft_params if n not in chosen.masks])
     dtype = VALUE_DTYPES[value_dtype]
-    sub = Subnetwork(masks=selection.masks,
-                     values={n: ft_params[n].detach()[m].to(dtype) for n, m in selection.masks.items()},
-                     full={n: ft_params[n].detach().to(dtype) for n in copied}, rows=selection.rows)
+    sub = Subnetwork(masks=chosen.masks,
+                     values={n: kept_values(pre_params[n].detach(), ft_params[n].detach(), m, chosen.k_row[n],
+                                            as_rows(m).shape[1], chooser.rescale).to(dtype)
+                             for n, m in chosen.masks.items()},
+                     full={n: ft_params[n].detach().to(dtype) for n in copied}, rows=chosen.rows)
     optimized = copy.deepcopy(pre.model)
     sub.apply_to(unique_parameters(optimized)[0])
     spec = KSpec.parse(k)
     sub.meta = {
         "kenprune_version": __version__, "base": pre.identity(), "finetuned": ft.identity(),
         "optimized_sha256": provenance.model_sha256(optimized), "k": {"value": spec.value, "fraction": spec.fraction},
-        "kernel": kernel if mask_fn is None else "custom",
+        "kernel": kernel, "method": selection, "seed": seed if chooser.seeded else None,
         "selection": {"tensors": tensors, "include": list(include), "exclude": list(exclude)},
         "aliases": aliases, "copied": copied,
     }
-    return KenRun(optimized, sub, selection, ft_params)
+    return KenRun(optimized, sub, chosen, ft_params)
 
 
 IDENTITY_CHECKS = (("weights_sha256", "weights sha256"), ("labels", "label names"),

@@ -313,7 +313,7 @@ def ken_view(run: Run) -> None:
     totals, sizes = d["totals"], d.get("sizes") or {}
     kept = totals["kept_fraction_of_selected"]
     _rows(run.summary, {"kept": f"{percent(kept)} of selected values (k = {d['k']} per row)",
-                        "kernel": d.get("kernel"), "value dtype": d.get("value_dtype"),
+                        "selection": d.get("method"), "kernel": d.get("kernel"), "value dtype": d.get("value_dtype"),
                         "pre-trained": d["pretrained"].get("name"), "fine-tuned": d["finetuned"].get("name"),
                         "stored": None if totals.get("stored_fraction") is None else
                         f"{percent(totals['stored_fraction'])} of all parameters",
@@ -327,7 +327,9 @@ def ken_view(run: Run) -> None:
     if ken is not None and tuned is not None and tuned.metric == ken.metric and tuned.value:
         run.summary[ken.metric] += f" ({ken.model} vs fine-tuned: {(ken.value - tuned.value) / tuned.value:+.1%})"
     run.sparsity = None  # KEN keeps a fraction of selected values: not a pruning sparsity to plot or list
-    run.headline = ", ".join(x for x in (f"KEN, kept {percent(kept)} of selected values",
+    from ..ken.selections import label_of
+
+    run.headline = ", ".join(x for x in (f"{label_of(d.get('method'))}, kept {percent(kept)} of selected values",
                                          run.summary.get(ken.metric) if ken is not None else "") if x)
     subnetwork, model = run.record.file("subnetwork"), run.record.file("model")
     if subnetwork is not None and (run.path / subnetwork.path).is_file():
