@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from .prune_golden import CASES, GOLDEN, key, run_case
+from .prune_golden import CASES, EXTRA, GOLDEN, key, run_case
 
 RECORDED = json.loads(GOLDEN.read_text())["cases"]
 
@@ -16,8 +16,7 @@ def root(tmp_path_factory):
 
 @pytest.mark.parametrize("arch,args", CASES, ids=[key(a, args) for a, args in CASES])
 def test_prune_reproduces_the_pre_refactor_result(arch, args, root):
-    # before the refactor the evaluation followed --seqlen; now it is set on its own
-    result = run_case(arch, args, root, extra=["--eval-seqlen", "64", "--dtype", "float32"])
+    result = run_case(arch, args, root, extra=EXTRA)
     expected = RECORDED[key(arch, args)]
     assert result["weights_sha256"] == expected["weights_sha256"]
     assert result["sparse_sha256"] == expected["sparse_sha256"]
