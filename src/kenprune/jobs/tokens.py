@@ -111,8 +111,9 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: TokenSettings = 
                           dense_counts)
         with timer.stage("pruned"):
             patch()
+            exact: list = []
             pruned = embed(net, tokenizer, texts, settings.seqlen, settings.batch_size, classifier, progress,
-                           pruned_counts)
+                           pruned_counts, exact)
         n = len(texts)
         if classifier:
             acc = [float((x.argmax(-1) == labels).double().mean()) for x in (dense, pruned)]
@@ -164,7 +165,7 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: TokenSettings = 
             "fidelity": fidelity, "tokens_per_layer": per_layer,
             "flops": {"dense": dense_flops, "pruned": pruned_flops, "ratio": pruned_flops / dense_flops},
             "latency": latency, "examples": examples, "sparsity": 1.0 - final,
-            **({"flops_target": {**target, "achieved": pruned_flops / dense_flops,
+            **({"flops_target": {**target, "achieved": sum(p for _, p in exact) / sum(d for d, _ in exact),
                                  "lengths_out_of_reach": _out_of_reach(spec, net.config, layers, tokenizer, texts,
                                                                        settings.seqlen, 1 + adapter.protect_last)}}
                if target else {}),
