@@ -85,6 +85,10 @@ def test_tokens_with_a_flops_target_records_target_schedule_and_achieved(capsys,
     bound = sum(c * (0.7 + one_token_tolerance(6, n, h, m)) for c, n in zip(dense, lengths)) / sum(dense)
     assert not t["lengths_out_of_reach"]
     assert 0.7 - 1e-9 <= t["achieved"] <= bound
+    same = tmp_path / "same"  # the schedule form says the same
+    assert _small(capsys, same, "--method", "truncate", "--schedule", "flops:0.7", "--latency-repeats", "1",
+                  "--examples", "0")[0] == 0
+    assert read(same).details["flops_target"]["achieved"] == t["achieved"]
     assert t["achieved"] == pytest.approx(d["flops"]["ratio"], abs=0.02)  # the mean-count estimate is close
     # every measured length reaches 0.7 unless listed; listed ones are those whose floor lies above it
     assert all(lowest_flops_ratio(6, n, config.hidden_size, config.intermediate_size, 2) > 0.7

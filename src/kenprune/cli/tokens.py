@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "1..L/2 (default 0.6 when no --schedule)")
     p.add_argument("--schedule", default=d.schedule,
                    help="cumulative keep ratio per layer instead of --keep: 0.9,0.75,0.6 (layers 1, 2, 3) or "
-                        "1:0.9,3:0.6 (default: from --keep)")
+                        "1:0.9,3:0.6, or flops:0.7 as --flops (default: from --keep)")
     p.add_argument("--flops", type=float, default=d.flops,
                    help="FLOPs target instead of --keep/--schedule: the pruned encoder costs this share of the dense "
                         "encoder's FLOPs at each input's length, e.g. 0.7 (default: none, --keep decides)")

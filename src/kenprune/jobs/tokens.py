@@ -72,7 +72,7 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: TokenSettings = 
     from ..models.loading import SEQUENCE_CLASSIFICATION, load_model
     from ..tokens import apply_token_pruning, remove_token_pruning, token_adapter_for
     from ..tokens.measure import (alternating_latency, cosine_stats, embed, encode, flops, summed_counts)
-    from ..tokens.schedule import FlopsTarget, describe, resolve
+    from ..tokens.schedule import FlopsTarget, describe, parse, resolve
 
     settings.check()
     check_output(output, [model if isinstance(model, str) else None])
@@ -83,6 +83,7 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: TokenSettings = 
     adapter = token_adapter_for(net)  # one line listing the supported families
     layers = len(adapter.layers(getattr(net, "base_model", net)))
     spec = settings.resolved_schedule()
+    spec = parse(spec) if isinstance(spec, str) else spec  # --schedule flops:0.7 is a FLOPs target too
     target = None
     if isinstance(spec, FlopsTarget):  # the record shows its schedule at --seqlen; the patch resolves per length
         schedule, target = _target(spec, net.config, layers, settings.seqlen, 1 + adapter.protect_last)
