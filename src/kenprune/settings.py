@@ -416,11 +416,14 @@ class TokenSettings(Settings):
     (tokens/schedule.py), exclusive with keep. wpr_start auto: [CLS]-weighted for [CLS]-pooled models
     (classifiers, ViT), uniform for mean-pooled sentence encoders. The run measures fidelity on `texts`
     paragraphs of `data` cut to `seqlen` tokens (accuracy on the labelled split for a classifier), latency
-    against dense over `latency_repeats` alternating rounds, and traces `examples` inputs layer by layer."""
+    against dense over `latency_repeats` alternating rounds, and traces `examples` inputs layer by layer.
+    flops: a FLOPs target instead of keep or schedule (the pruned encoder's share of the dense FLOPs at each
+    input's length, tokens.schedule.flops_schedule)."""
 
     method: str = "zero-tprune"
     keep: float | None = None
     schedule: str | None = None
+    flops: float | None = None
     wpr_start: str = "auto"
     similarity_share: float = 0.5
     vhf_min: float = 0.01
@@ -440,6 +443,11 @@ class TokenSettings(Settings):
         TOKEN_METHODS.get(self.method)
         if self.keep is not None and self.schedule is not None:
             raise KenpruneError("give --keep or --schedule, not both (a schedule sets the keep ratio per layer)")
+        if self.flops is not None and (self.keep is not None or self.schedule is not None):
+            raise KenpruneError("give --flops, --keep or --schedule, not two of them (a FLOPs target sets the keep "
+                                "ratios)")
+        if self.flops is not None and (isinstance(self.flops, bool) or not 0 < float(self.flops) <= 1):
+            raise KenpruneError(f"--flops must be in (0, 1] (a share of the dense FLOPs), got {self.flops!r}")
         if self.keep is not None and (isinstance(self.keep, bool) or not 0 < float(self.keep) <= 1):
             raise KenpruneError(f"--keep must be in (0, 1], got {self.keep!r}")
         if self.schedule is not None:
@@ -457,7 +465,12 @@ class TokenSettings(Settings):
         _data_ref(self.data, "--data")
         return self
 
-    def resolved_schedule(self) -> float | str:
+    def resolved_schedule(self) -> Any:
+        """The schedule the run applies: a FlopsTarget, the schedule text, or the keep ratio."""
+        if self.flops is not None:
+            from .tokens.schedule import FlopsTarget
+
+            return FlopsTarget(self.flops)
         return self.schedule if self.schedule is not None else 0.6 if self.keep is None else float(self.keep)
 
 

@@ -43,3 +43,27 @@ def test_alternating_latency_alternates_and_reports_medians():
     result = alternating_latency(lambda: calls.append("d"), lambda: calls.append("p"), repeats=4, warmup=1)
     assert calls == ["d", "p", "d", "p", "p", "d", "d", "p", "p", "d"]
     assert len(result["dense"]["seconds_all"]) == 4 and result["speedup"] > 0 and len(result["loadavg"]["before"]) == 3
+
+
+@torch.inference_mode()
+def test_sequence_flops_count_each_input_from_its_own_tokens(tiny_bert):
+    from kenprune.tokens import apply_token_pruning, remove_token_pruning
+    from kenprune.tokens.measure import sequence_flops
+    from tests.tokens.test_schedule import encoder_cost
+
+    h, m = tiny_bert.config.hidden_size, tiny_bert.config.intermediate_size
+    ids = torch.randint(5, 100, (2, 30), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(2, 30, dtype=torch.long)
+    mask[1, 10:] = 0
+    tiny_bert(input_ids=ids, attention_mask=mask)
+    dense = encoder_cost([(30, 30)] * 3, h, m) + encoder_cost([(10, 10)] * 3, h, m)
+    assert sequence_flops(tiny_bert, mask) == pytest.approx((dense, dense))  # unpatched: dense both
+    try:
+        apply_token_pruning(tiny_bert, "truncate", 0.5)
+        tiny_bert(input_ids=ids, attention_mask=mask)
+        d, p = sequence_flops(tiny_bert, mask)
+    finally:
+        remove_token_pruning(tiny_bert)
+    # truncate at 0.5 in layer 1 of 3: 30 -> 15 and 10 -> 5 tokens
+    expected = encoder_cost([(30, 30), (30, 15), (15, 15)], h, m) + encoder_cost([(10, 10), (10, 5), (5, 5)], h, m)
+    assert d == pytest.approx(dense) and p == pytest.approx(expected)

@@ -22,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "1..L/2 (default 0.6 when no --schedule)")
     p.add_argument("--schedule", default=d.schedule,
                    help="cumulative keep ratio per layer instead of --keep: 0.9,0.75,0.6 (layers 1, 2, 3) or "
-                        "1:0.9,3:0.6 (default: from --keep)")
+                        "1:0.9,3:0.6, or flops:0.7 as --flops (default: from --keep)")
+    p.add_argument("--flops", type=float, default=d.flops,
+                   help="FLOPs target instead of --keep/--schedule: the pruned encoder costs this share of the dense "
+                        "encoder's FLOPs at each input's length, e.g. 0.7 (default: none, --keep decides)")
     add_output(p, what="run.json with fidelity, tokens per layer, latency and traced examples")
     g = p.add_argument_group("Zero-TPrune")
     g.add_argument("--wpr-start", default=d.wpr_start, choices=TOKEN_WPR_STARTS,
@@ -52,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..jobs.tokens import run as tokens
 
-    settings = TokenSettings(method=args.method, keep=args.keep, schedule=args.schedule, wpr_start=args.wpr_start,
+    settings = TokenSettings(method=args.method, keep=args.keep, schedule=args.schedule, flops=args.flops,
+                             wpr_start=args.wpr_start,
                              similarity_share=args.similarity_share, vhf_min=args.vhf_min, vhf_max=args.vhf_max,
                              data=args.data, texts=args.texts, seqlen=args.seqlen, batch_size=args.batch_size,
                              examples=args.examples, latency_repeats=args.latency_repeats, seed=args.seed)
@@ -66,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"FLOPs {d['flops']['ratio']:.3f}x dense; latency (batch {lat['batch']}, {lat['threads']} threads) dense "
           f"{lat['dense']['median'] * 1e3:.1f} ms, pruned {lat['pruned']['median'] * 1e3:.1f} ms: "
           f"{lat['speedup']:.2f}x (median of {lat['repeats']})")
+    if "flops_target" in d:
+        t = d["flops_target"]
+        print(f"FLOPs target {t['target']:g}: achieved {t['achieved']:.3f}x dense (keep ratio {t['rho_at_seqlen']:.3f} "
+              f"at {t['seqlen']} tokens, resolved per input length)")
     if args.out:
         print(f"wrote {args.out}")
     return 0

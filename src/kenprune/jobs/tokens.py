@@ -72,7 +72,7 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: TokenSettings = 
     from ..models.loading import SEQUENCE_CLASSIFICATION, load_model
     from ..tokens import apply_token_pruning, remove_token_pruning, token_adapter_for
     from ..tokens.measure import (alternating_latency, cosine_stats, embed, encode, flops, summed_counts)
-    from ..tokens.schedule import describe, resolve
+    from ..tokens.schedule import FlopsTarget, describe, parse, resolve
 
     settings.check()
     check_output(output, [model if isinstance(model, str) else None])
@@ -82,7 +82,13 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: TokenSettings = 
     net, tokenizer = loaded.model, loaded.tokenizer
     adapter = token_adapter_for(net)  # one line listing the supported families
     layers = len(adapter.layers(getattr(net, "base_model", net)))
-    schedule = resolve(settings.resolved_schedule(), layers)
+    spec = settings.resolved_schedule()
+    spec = parse(spec) if isinstance(spec, str) else spec  # --schedule flops:0.7 is a FLOPs target too
+    target = None
+    if isinstance(spec, FlopsTarget):  # the record shows its schedule at --seqlen; the patch resolves per length
+        schedule, target = _target(spec, net.config, layers, settings.seqlen, 1 + adapter.protect_last)
+    else:
+        schedule = resolve(spec, layers)
     classifier = loaded.task == SEQUENCE_CLASSIFICATION
     label2id = {str(k): int(v) for k, v in net.config.label2id.items()} if classifier else None
     texts, labels = _texts(settings, classifier, label2id)
@@ -94,7 +100,8 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: TokenSettings = 
                                     "wpr_start": "cls" if options.cls_weight else "uniform"}})
 
     def patch(trace: bool = False) -> None:
-        apply_token_pruning(net, settings.method, schedule or 1.0, options=options, special_ids=special, trace=trace)
+        apply_token_pruning(net, settings.method, spec if target else schedule or 1.0, options=options,
+                            special_ids=special, trace=trace)
 
     with output_folder(output) as tmp:
         dense_counts: list = []
@@ -105,8 +112,9 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: TokenSettings = 
                           dense_counts)
         with timer.stage("pruned"):
             patch()
+            exact: list = []
             pruned = embed(net, tokenizer, texts, settings.seqlen, settings.batch_size, classifier, progress,
-                           pruned_counts)
+                           pruned_counts, exact)
         n = len(texts)
         if classifier:
             acc = [float((x.argmax(-1) == labels).double().mean()) for x in (dense, pruned)]
@@ -158,12 +166,42 @@ def run(model: "str | LoadedModel" = DEFAULT_ENCODER, settings: TokenSettings = 
             "fidelity": fidelity, "tokens_per_layer": per_layer,
             "flops": {"dense": dense_flops, "pruned": pruned_flops, "ratio": pruned_flops / dense_flops},
             "latency": latency, "examples": examples, "sparsity": 1.0 - final,
+            **({"flops_target": {**target, "achieved": sum(p for _, p in exact) / sum(d for d, _ in exact),
+                                 "lengths_out_of_reach": _out_of_reach(spec, net.config, layers, tokenizer, texts,
+                                                                       settings.seqlen, 1 + adapter.protect_last)}}
+               if target else {}),
             "options": {"wpr_start": "cls" if options.cls_weight else "uniform", "vhf": list(options.vhf or ()),
                         "similarity_share": options.similarity_share,
                         "iterations": [patch_iterations(i, layers) for i in range(layers)]},
         })
         write_record(record, tmp, timer)
     return record
+
+
+def _target(spec: Any, config: Any, layers: int, seqlen: int, protected: int) -> tuple[dict[int, float], dict]:
+    """A FLOPs target resolved at --seqlen (one-line error when out of reach there): its schedule there and the
+    record's view of it; the patch resolves it again at each input's own length."""
+    from ..tokens.schedule import flops_schedule, schedule_flops
+
+    rho, schedule = flops_schedule(spec.ratio, layers, seqlen, config.hidden_size, config.intermediate_size, protected)
+    return schedule, {
+        "target": spec.ratio, "seqlen": seqlen, "rho_at_seqlen": rho,
+        "schedule_at_seqlen": {str(k): v for k, v in schedule.items()},
+        "model_ratio_at_seqlen": schedule_flops(schedule, layers, seqlen, config.hidden_size, config.intermediate_size,
+                                                protected),
+        "resolution": "at each input's length: the keep ratio rho of the single-ratio shape whose FLOPs "
+                      "(tokens.schedule.schedule_flops) match the target, by bisection"}
+
+
+def _out_of_reach(spec: Any, config: Any, layers: int, tokenizer: Any, texts: list[str], seqlen: int,
+                  protected: int) -> list[int]:
+    """Input lengths of the measured texts at which the target is out of reach (only the special tokens kept)."""
+    from ..tokens.schedule import lowest_flops_ratio
+
+    lengths = {len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=seqlen)["input_ids"]}
+    return sorted(n for n in lengths
+                  if lowest_flops_ratio(layers, n, config.hidden_size, config.intermediate_size, protected)
+                  > spec.ratio + 1e-10)
 
 
 def patch_iterations(layer: int, layers: int) -> int:

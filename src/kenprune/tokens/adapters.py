@@ -8,7 +8,7 @@ layer's attention and its MLP.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -23,7 +23,8 @@ QKV = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 class TokenAdapter:
     """layers(base) -> the repeated blocks; project(layer, x) -> (q, k, v) [B, H, N, d], scale;
     attend_out(layer, context [B, N, H*d], x) -> x after the attention sublayer (residual included);
-    mlp(layer, x) -> the layer's output; protect_last: the last valid token is special ([SEP])."""
+    mlp(layer, x) -> the layer's output; protect_last: the last valid token is special ([SEP]);
+    longest(config) -> the longest input in tokens (where a FLOPs target is easiest to reach)."""
 
     layers: Callable[[nn.Module], nn.ModuleList]
     project: Callable[[nn.Module, torch.Tensor], tuple[QKV, float]]
@@ -31,6 +32,7 @@ class TokenAdapter:
     mlp: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     protect_last: bool
     pooling: str  # how the family's sentence vector is read: "mean" (sentence encoders) or "cls"
+    longest: Callable[[Any], int] = lambda config: int(config.max_position_embeddings)
 
 
 def _heads(x: torch.Tensor, d: int) -> torch.Tensor:
@@ -72,7 +74,8 @@ TOKEN_ADAPTERS.add("vit", TokenAdapter(
     layers=lambda base: base.layers if hasattr(base, "layers") else base.encoder.layer,
     project=_vit_project,
     attend_out=lambda layer, ctx, x: layer.dropout(layer.attention.o_proj(ctx)) + x,
-    mlp=_vit_mlp, protect_last=False, pooling="cls"),
+    mlp=_vit_mlp, protect_last=False, pooling="cls",
+    longest=lambda config: (config.image_size // config.patch_size) ** 2 + 1),
     "Hugging Face ViT (ViTModel, ViTForImageClassification): [CLS] protected; pre-norm layers")
 
 

@@ -235,9 +235,9 @@ def compact(keep: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, l
     return valid, out
 
 
-def keep_counts(lengths: torch.Tensor, ratio: float, protected: torch.Tensor) -> torch.Tensor:
-    """Tokens to keep per sequence at a cumulative keep `ratio` of its input length: ceil(ratio * length),
-    never fewer than its protected tokens."""
+def keep_counts(lengths: torch.Tensor, ratio: float | torch.Tensor, protected: torch.Tensor) -> torch.Tensor:
+    """Tokens to keep per sequence at a cumulative keep `ratio` (one, or [B] one per sequence) of its input
+    length: ceil(ratio * length), never fewer than its protected tokens."""
     k = torch.ceil(lengths.to(torch.float64) * ratio - 1e-9).to(lengths.dtype)
     return torch.maximum(k, protected.sum(-1))
 

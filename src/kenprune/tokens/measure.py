@@ -46,9 +46,11 @@ def encode(tokenizer: Any, texts: Sequence[str], seqlen: int) -> dict[str, torch
 
 @torch.inference_mode()
 def embed(model: nn.Module, tokenizer: Any, texts: Sequence[str], seqlen: int, batch_size: int = 32,
-          classifier: bool = False, progress: bool = False, counts: list | None = None) -> torch.Tensor:
+          classifier: bool = False, progress: bool = False, counts: list | None = None,
+          exact_flops: list | None = None) -> torch.Tensor:
     """Sentence vectors (mean over the surviving tokens, size-weighted, L2-normalised) or, for a classifier,
-    logits [len(texts), C]. `counts`: extended with each batch's (layer, tokens in, tokens out) sums."""
+    logits [len(texts), C]. `counts`: extended with each batch's (layer, tokens in, tokens out) sums;
+    `exact_flops`: with each batch's (dense, pruned) FLOPs from every sequence's own counts (`sequence_flops`)."""
     out = []
     for i in tqdm(range(0, len(texts), batch_size), desc="encode", disable=not progress, leave=False):
         enc = encode(tokenizer, texts[i:i + batch_size], seqlen)
@@ -60,6 +62,8 @@ def embed(model: nn.Module, tokenizer: Any, texts: Sequence[str], seqlen: int, b
                                                      dim=-1))
         if counts is not None:
             counts.append(layer_counts(model, enc["attention_mask"]))
+        if exact_flops is not None:
+            exact_flops.append(sequence_flops(model, enc["attention_mask"]))
     return torch.cat(out)
 
 
@@ -71,6 +75,21 @@ def layer_counts(model: nn.Module, attention_mask: torch.Tensor) -> list[tuple[i
     total = int(attention_mask.sum())
     layers = len(token_adapter_for(model).layers(getattr(model, "base_model", model)))
     return [(total, total)] * layers
+
+
+def sequence_flops(model: nn.Module, attention_mask: torch.Tensor) -> tuple[float, float]:
+    """(dense, pruned) encoder FLOPs of the last forward, each sequence from its own token counts per layer
+    (exact where `flops` on mean counts approximates the attention's square term over mixed lengths)."""
+    config = model.config
+    lengths = attention_mask.sum(-1).tolist()
+    patch = getattr(model, "token_pruning", None)
+    layers = len(token_adapter_for(model).layers(getattr(model, "base_model", model)))
+    per_layer = patch.last.counts if patch is not None and patch.last is not None else \
+        [(torch.tensor(lengths), torch.tensor(lengths))] * layers
+    dense = sum(layers * F.layer_flops(n, n, config.hidden_size, config.intermediate_size) for n in lengths)
+    pruned = sum(F.layer_flops(float(a), float(b), config.hidden_size, config.intermediate_size)
+                 for n_in, n_out in per_layer for a, b in zip(n_in.tolist(), n_out.tolist()))
+    return dense, pruned
 
 
 def summed_counts(counts: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:

@@ -22,7 +22,8 @@ from ..errors import KenpruneError
 from . import functional as F
 from .adapters import TokenAdapter, token_adapter_for
 from .methods import TOKEN_METHODS, Step, TokenMethod, TokenOptions
-from .schedule import Schedule, describe, resolve
+from .schedule import (FlopsTarget, Schedule, describe, flops_schedule, parse, reachable_flops_target, resolve,
+                       single_ratio_layers)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TokenState:
     size: torch.Tensor
     positions: torch.Tensor
     lengths: torch.Tensor  # input length of each sequence
+    ratios: dict[int, Any] = field(default_factory=dict)  # pruning layer -> keep ratio (float, or [B] per input)
     counts: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     trace: list[torch.Tensor] = field(default_factory=list)  # per layer: positions [B, W] (-1 for empty slots)
     changed: bool = False
@@ -51,7 +53,16 @@ class TokenPruning:
         self.layers = self.adapter.layers(self.base)
         self.method_name = method
         self.method: TokenMethod = TOKEN_METHODS.get(method)
-        self.schedule = resolve(schedule, len(self.layers))
+        if isinstance(schedule, str):
+            schedule = parse(schedule)
+        # a FLOPs target is resolved per input length (and protected count) at each forward
+        self.target: FlopsTarget | None = schedule if isinstance(schedule, FlopsTarget) else None
+        self.schedule = {} if self.target is not None else resolve(schedule, len(self.layers))
+        self._resolved: dict[tuple[int, int], dict[int, float]] = {}
+        if self.target is not None:  # out of reach at every input length: a one-line error now
+            config = self.base.config
+            reachable_flops_target(self.target.ratio, len(self.layers), self.adapter.longest(config),
+                                   config.hidden_size, config.intermediate_size, 1 + self.adapter.protect_last)
         if options.iterations is not None and len(options.iterations) != len(self.layers):
             raise KenpruneError(f"WPR iterations: {len(options.iterations)} values for a model with "
                                 f"{len(self.layers)} layers")
@@ -67,7 +78,31 @@ class TokenPruning:
             layer.forward = types.MethodType(_layer_forward(self, index, layer.forward), layer)
 
     def describe(self) -> str:
+        if self.target is not None:
+            return f"{self.method_name}, FLOPs target {self.target.ratio:g} of dense at each input's length"
         return f"{self.method_name}, schedule {describe(self.schedule)}"
+
+    def target_schedule(self, length: int, protected: int) -> dict[int, float]:
+        """The FLOPs target's schedule at `length` tokens of which `protected` stay (only those when the target
+        is out of reach at that length)."""
+        key = (length, protected)
+        if key not in self._resolved:
+            config = self.base.config
+            self._resolved[key] = flops_schedule(self.target.ratio, len(self.layers), length, config.hidden_size,
+                                                 config.intermediate_size, protected, clamp=True)[1]
+        return self._resolved[key]
+
+    def _ratios(self, lengths: torch.Tensor, protected: torch.Tensor) -> dict[int, Any]:
+        if self.target is None:
+            return self.schedule
+        counts = zip(lengths.tolist(), protected.sum(-1).tolist())
+        per_input = [self.target_schedule(int(n), int(p)) for n, p in counts]
+        out = {}
+        for layer in single_ratio_layers(len(self.layers)):
+            ratios = [s.get(layer, 1.0) for s in per_input]
+            if min(ratios, default=1.0) < 1.0:
+                out[layer] = torch.tensor(ratios, dtype=torch.float64, device=lengths.device)
+        return out
 
     def iterations(self, layer: int) -> int:
         if self.options.iterations is not None:
@@ -111,8 +146,9 @@ class TokenPruning:
         ids = self._inputs.get("input_ids")
         if ids is not None and self.special_ids and ids.shape == (b, n):
             protected = protected | torch.isin(ids.to(x.device), torch.tensor(self.special_ids, device=x.device))
-        state = TokenState(valid=valid, protected=protected & valid, size=valid.to(x.dtype), positions=ar.clone(),
-                           lengths=lengths)
+        protected = protected & valid
+        state = TokenState(valid=valid, protected=protected, size=valid.to(x.dtype), positions=ar.clone(),
+                           lengths=lengths, ratios=self._ratios(lengths, protected))
         self.last = state
         return state
 
@@ -131,7 +167,7 @@ def _attention_bias(state: TokenState, dtype: torch.dtype, merges: bool) -> torc
 def _layer_forward(patch: TokenPruning, index: int, original):
     def forward(layer: nn.Module, hidden_states: torch.Tensor, *args: Any, **kwargs: Any):
         state = patch._start(hidden_states) if index == 0 or patch.last is None else patch.last
-        prune = index in patch.schedule
+        prune = index in state.ratios
         count_in = state.valid.sum(-1)
         if not state.changed and not prune:
             out = original(hidden_states, *args, **kwargs)
@@ -156,7 +192,7 @@ def _layer_forward(patch: TokenPruning, index: int, original):
         x = adapter.attend_out(layer, context.transpose(1, 2).reshape(b, n, h * d), x)
         if prune:
             start = time.perf_counter()
-            keep_n = F.keep_counts(state.lengths, patch.schedule[index], state.protected)
+            keep_n = F.keep_counts(state.lengths, state.ratios[index], state.protected)
             keep_n = torch.minimum(keep_n, count_in)
             step = Step(x=x, attn=attn, keys=k, valid=state.valid, protected=state.protected, size=state.size,
                         keep=keep_n, iterations=patch.iterations(index), options=patch.options,
@@ -181,7 +217,9 @@ def apply_token_pruning(model: nn.Module, method: str = "zero-tprune", schedule:
                         trace: bool = False) -> nn.Module:
     """Prune tokens in `model`'s forward (in place) with `method` under `schedule`; returns the model.
 
-    schedule: one keep ratio (0.6), ratios for layers 1, 2, ... or {layer: ratio} (schedule.py). special_ids:
+    schedule: one keep ratio (0.6), ratios for layers 1, 2, ..., {layer: ratio}, or a FLOPs target ("flops:0.7"
+    or FlopsTarget(0.7): the keep ratio of the single-ratio shape whose FLOPs are 70 % of dense, resolved at each
+    input's length; inputs too short to reach it keep only their special tokens) (schedule.py). special_ids:
     token ids never pruned besides the first token (and, for BERT, the last). trace: keep the surviving
     positions per layer in `model.token_pruning.last.trace`. A model patched before is re-patched."""
     TOKEN_METHODS.get(method)
