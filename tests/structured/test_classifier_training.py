@@ -16,6 +16,7 @@ from kenprune.structured.plan import PrunePlan, plan_keep
 from kenprune.structured.prune import prune_structured
 from kenprune.structured.removal import block_widths, remove_units
 from kenprune.structured.scratch import train_from_scratch
+from tests.ken.conftest import minilm_pair  # noqa: F401  (fixture)
 from tests.structured.test_seed_systems import _tiny_bert_classifier
 
 TRAIN = LoraSettings(data="pang-lee:calib", steps=3, seqlen=16, batch_size=4, lr=1e-2)
@@ -123,3 +124,27 @@ def test_from_scratch_on_a_classifier_reinitializes_exactly_the_pruned_architect
     before = dict(model.named_parameters())
     assert all(not torch.equal(p, before[n]) for n, p in scratch.model.named_parameters() if p.dim() == 2)
     assert summary["trainable_parameters"] == sum(p.numel() for p in model.parameters())
+
+
+def test_polarization_on_the_fine_tuned_minilm_reloads_with_the_same_logits(minilm_pair, tmp_path):  # noqa: F811
+    """The real model (minilm-l6 fine-tuned on pang-lee, a run folder): text training data falls back to the
+    labelled split the folder was fine-tuned on; units go physically and the saved folder gives the same logits."""
+    import kenprune
+    from kenprune.structured.io import save_structured
+
+    folder, _ = minilm_pair
+    loaded = kenprune.load(str(folder))
+    params = sum(p.numel() for p in loaded.model.parameters())
+    train = LoraSettings(data="lee", steps=2, seqlen=32, batch_size=4, lr=1e-3)
+    result = prune_structured(loaded, PrunePlan(0.25), importance="polarization", train=train, gate_lr=0.2,
+                              progress=False).to_dict()
+    assert result["training"]["data"] == "pang-lee:calib"
+    assert sum(p.numel() for p in loaded.model.parameters()) == result["parameters_after"] < params
+    inputs = _inputs(loaded)
+    with torch.no_grad():
+        logits = loaded.model(**inputs).logits
+    save_structured(loaded, tmp_path / "m", {})
+    again = kenprune.load(str(tmp_path / "m"))
+    assert block_widths(again.model) == block_widths(loaded.model)
+    with torch.no_grad():
+        torch.testing.assert_close(again.model(**inputs).logits, logits, rtol=1e-5, atol=1e-5)
