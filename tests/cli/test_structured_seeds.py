@@ -132,3 +132,11 @@ def test_polarization_on_a_fine_tuned_minilm_folder_trains_on_its_own_labelled_s
     assert reloaded.task == "sequence-classification"
     assert [w["intermediate"] for w in d["widths_after"]] == \
         [layer.intermediate.dense.out_features for layer in reloaded.model.bert.encoder.layer]
+
+
+def test_a_head_less_encoder_has_no_loss_to_train_with(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["structured", "--model", "minilm-l6", "--out", str(out), "--importance", "l1", "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "minilm-l6 is an encoder model without a loss to score or train with" in err and "kenprune finetune" in err
+    assert not out.exists()
