@@ -7,6 +7,7 @@ import pytest
 from kenprune.cli import main
 from kenprune.record import read
 from tests.cli.test_structured import tiny_folder  # noqa: F401  (fixture)
+from tests.ken.conftest import minilm_pair  # noqa: F401  (fixture)
 from tests.structured.conftest import smollm2_tokenizer, tiny_loaded  # noqa: F401  (fixtures)
 
 TRAIN = ["--steps", "2", "--train-data", "lee:calib", "--train-seqlen", "16"]
@@ -85,10 +86,57 @@ def test_beta_rank_prunes_a_bert_classifier_which_reloads(bert_folder, tmp_path)
     assert reloaded.model.bert.encoder.layer[1].attention.self.query.out_features == 16
 
 
-def test_gradient_importance_on_a_classifier_is_one_line(bert_folder, tmp_path, capsys):
+def test_gradient_importance_on_a_classifier_without_labelled_data_is_one_line(bert_folder, tmp_path, capsys):
     out = tmp_path / "never"
     assert main(["structured", "--model", str(bert_folder), "--out", str(out), "--importance", "taylor",
                  "--calib", "lee:calib", "--nsamples", "2", "--seqlen", "16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "is a sequence-classification model, but a language-modelling loss is what --importance taylor" in err
+    assert "is a classifier: --calib must be a labelled split" in err and err.startswith("kenprune: error:")
+    assert not out.exists()
+
+
+def test_taylor_recovery_and_scratch_on_a_classifier_report_accuracy(bert_folder, tmp_path, capsys):
+    out = tmp_path / "bert-taylor"
+    code = main(["structured", "--model", str(bert_folder), "--out", str(out), "--importance", "taylor",
+                 "--ratio", "0.5", "--calib", "pang-lee:calib", "--nsamples", "3", "--seqlen", "16",
+                 "--steps", "2", "--train-data", "pang-lee:calib", "--train-seqlen", "16", "--from-scratch",
+                 "--eval", "pang-lee:test"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "widths (reloads with kenprune.load" in printed and "scratch: accuracy" in printed
+    record = read(out)
+    d = record.details
+    assert d["calibration"]["loss"] == "classification" and d["loader"] == "kenprune"
+    assert d["recovery"]["data"] == d["scratch"]["data"] == "pang-lee:calib"
+    assert d["recovery"]["steps"] == d["scratch"]["steps"] == 2
+    labels = {q.model: q for q in record.quality}
+    assert {"dense", "pruned", "pruned, not recovered", "scratch"} <= set(labels)
+    assert all(q.metric == "accuracy" and q.data == "pang-lee:test" and 0 <= q.value <= 1 for q in record.quality)
+    assert "reloads with kenprune.load only" in (out / "report.html").read_text()
+
+
+def test_polarization_on_a_fine_tuned_minilm_folder_trains_on_its_own_labelled_split(minilm_pair, tmp_path,
+                                                                                    capsys):  # noqa: F811
+    """The real model: minilm-l6 fine-tuned on pang-lee (a run folder); --train-data left at its text default,
+    so the gates train on the split the folder was fine-tuned on; the pruned folder reloads at its new widths."""
+    import kenprune
+
+    folder, _ = minilm_pair
+    out = tmp_path / "minilm-gates"
+    code = main(["structured", "--model", str(folder), "--out", str(out), "--importance", "polarization",
+                 "--ratio", "0.25", "--steps", "2", "--train-seqlen", "32", "--gate-lr", "0.2"])
+    assert code == 0
+    d = read(out).details
+    assert d["training"]["data"] == "pang-lee:calib" and d["block_parameters_removed"] > 0.1
+    reloaded = kenprune.load(str(out))
+    assert reloaded.task == "sequence-classification"
+    assert [w["intermediate"] for w in d["widths_after"]] == \
+        [layer.intermediate.dense.out_features for layer in reloaded.model.bert.encoder.layer]
+
+
+def test_a_head_less_encoder_has_no_loss_to_train_with(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["structured", "--model", "minilm-l6", "--out", str(out), "--importance", "l1", "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "minilm-l6 is an encoder model without a loss to score or train with" in err and "kenprune finetune" in err
     assert not out.exists()

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=d.steps,
                    help="training steps after pruning: LoRA recovery, or the gate training of polarization "
                         f"(default {d.steps}: none)")
-    p.add_argument("--train-data", default=d.train_data, help=f"text the training reads (default {d.train_data})")
+    p.add_argument("--train-data", default=d.train_data, help=f"text the training reads (default {d.train_data}); a classifier "
+                   f"trains on a labelled split, by default the one it was fine-tuned on")
     p.add_argument("--train-seqlen", type=int, default=d.train_seqlen,
                    help=f"tokens per training window (default {d.train_seqlen})")
     p.add_argument("--from-scratch", action="store_true",
@@ -77,13 +78,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def widths_note(d: dict) -> str:
+    """Whether the widths are uniform, and which loader the saved folder needs."""
+    widths = "uniform widths" if d["uniform_widths"] else "per-block widths"
+    if d.get("loader", "transformers") == "transformers":
+        return f"{widths} (reloads with plain transformers from_pretrained)"
+    return f"{widths} (reloads with kenprune.load / kenprune's loader only)"
+
+
 def summary(record, out) -> str:
     d = record.details
     size = record.file("model").bytes
     lines = [f"structured {d['importance']} ratio {d['plan']['ratio']}: parameters "
              f"{d['parameters_before'] / 1e6:.2f}M -> {d['parameters_after'] / 1e6:.2f}M "
              f"(blocks -{100 * d['block_parameters_removed']:.1f}%), "
-             f"{'uniform widths' if d['uniform_widths'] else 'per-block widths'}, {size / 2**20:.1f} MiB on disk"]
+             f"{widths_note(d)}, {size / 2**20:.1f} MiB on disk"]
     if "latency" in d:
         s, rounds = d["latency"]["speedup"], d["latency"]["dense"]["repeats"]
         lines.append(f"speed-up: prefill {s['prefill_measured']:.2f}x (ideal {s['prefill_ideal']:.2f}x), "

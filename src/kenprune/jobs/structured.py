@@ -26,12 +26,17 @@ def _block_table(result: Any) -> list[Layer]:
 def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSettings(), *,
         calibration: Calibration = STRUCTURED_CALIBRATION, evaluation: Evaluation = STRUCTURED_EVALUATION,
         output: Output = Output(), progress: bool = True) -> RunRecord:
-    """Prune whole heads and MLP channels; the folder reloads (plain from_pretrained when widths are uniform)."""
+    """Prune whole heads and MLP channels; the folder reloads (plain from_pretrained when widths are uniform).
+
+    A causal LM scores, trains and recovers with the language-modelling loss on token windows; a sequence
+    classifier (e.g. a `kenprune finetune` run folder) with its classification loss on labelled batches of
+    --calib / --train-data, or of the split it was fine-tuned on when those are not labelled (structured.batches);
+    its quality is accuracy on --eval (a labelled held-out split such as pang-lee:test)."""
     from ..errors import KenpruneError
     from ..evaluate import evaluate, evaluate_tasks
     from ..evaluate.latency import compare_latency, latency_flags
     from ..data.windows import windows_for
-    from ..models.loading import CAUSAL_LM, LoadedModel, load_model, load_tokenizer
+    from ..models.loading import CAUSAL_LM, SEQUENCE_CLASSIFICATION, LoadedModel, load_model, load_tokenizer
     from ..structured.importance import IMPORTANCE
     from ..structured.io import save_structured
     from ..structured.plan import PrunePlan
@@ -54,11 +59,12 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
         loaded = load_model(model)
     estimator = IMPORTANCE.get(settings.importance)
     causal = loaded.task == CAUSAL_LM
-    if not causal and (estimator.gradients or estimator.trained or settings.steps):
-        raise KenpruneError(f"{model} is a {loaded.task} model, but a language-modelling loss is what --importance "
-                            f"{settings.importance}{' and --steps' if settings.steps else ''} train or score with; use "
-                            f"l1, l2, beta-rank or random (a classifier's loss: kenprune.structured.prune_structured "
-                            f"with labelled batches)")
+    if loaded.task not in (CAUSAL_LM, SEQUENCE_CLASSIFICATION) and (estimator.gradients or settings.steps):
+        raise KenpruneError(f"{model} is an {loaded.task} model without a loss to score or train with; use l1, l2, "
+                            f"beta-rank or random, or fine-tune it into a classifier first (kenprune finetune "
+                            f"--model {model} --data pang-lee --out ft/)")
+    if not causal and estimator.gradients:
+        windows = None  # a classifier's gradients come from labelled batches of the calibration split (its loss)
     latency = settings.latency and causal  # prefill / decode speed is a causal LM's measurement
     identity = loaded.identity()
     dense = copy.deepcopy(loaded.model) if (latency or evaluation.enabled or evaluation.tasks_enabled) else None

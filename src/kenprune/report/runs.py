@@ -281,7 +281,8 @@ def structured_view(run: Run) -> None:
                         "importance": d.get("importance"), "attention unit": d.get("attention_unit"),
                         "plan ratio": _fraction(plan["ratio"]),
                         "widths": None if d.get("uniform_widths") is None else
-                        ("the same in every block" if d["uniform_widths"] else "differ between blocks")})
+                        ("the same in every block" if d["uniform_widths"] else "differ between blocks")
+                        + ("; reloads with kenprune.load only" if d.get("loader") == "kenprune" else "")})
     _seed_rows(run, d)
     if d.get("latency"):
         _latency(run, d["latency"])

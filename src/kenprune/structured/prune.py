@@ -6,20 +6,20 @@ from typing import Any
 
 import torch
 
-from ..data.windows import calibration_windows
 from ..models.blocks import find_blocks
 from ..models.families import structured_adapter_for
 from ..models.loading import LoadedModel
 from ..errors import KenpruneError
 from ..settings import LoraSettings
 from .activations import collect_spreads
+from .batches import calibration_items, is_classifier
 from .groups import Group, block_groups
 from .importance import IMPORTANCE, collect_gradients, unit_scores
 from .polarize import GateSet
 from .recover import lora_recover
 from .stability import selection_stability
 from .plan import PrunePlan, plan_keep
-from .removal import BlockWidths, apply_widths, block_widths, count_parameters, remove_units
+from .removal import WIDTHS_KEY, BlockWidths, apply_widths, block_widths, count_parameters, remove_units
 
 
 @dataclass
@@ -35,6 +35,8 @@ class StructuredResult:
     block_parameters_after: int
     calibration: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # beta, stability, gate training (when they apply)
+    loader: str = "transformers"  # what reloads the saved folder: plain from_pretrained, or kenprune.load
+
 
     def to_dict(self) -> dict[str, Any]:
         return {"importance": self.importance, "plan": asdict(self.plan), "attention_unit": self.attention_unit,
@@ -42,7 +44,7 @@ class StructuredResult:
                 "block_parameters_before": self.block_parameters_before,
                 "block_parameters_after": self.block_parameters_after,
                 "block_parameters_removed": 1 - self.block_parameters_after / self.block_parameters_before,
-                "uniform_widths": len(set(self.widths_after)) == 1,
+                "uniform_widths": len(set(self.widths_after)) == 1, "loader": self.loader,
                 "widths_before": [asdict(w) for w in self.widths_before],
                 "widths_after": [asdict(w) for w in self.widths_after], "calibration": self.calibration, **self.extra}
 
@@ -103,16 +105,23 @@ def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = 
         keep = plan_keep(groups, scores, plan, n_blocks)
         extra["gates"] = {"weight": polarization, "lr": gate_lr, **gates.summary([keep[i] for i in active])}
     else:
-        def select(run: int, cut: torch.Tensor | None) -> list[torch.Tensor]:
+        labelled = is_classifier(loaded) and bool(estimator.gradients)  # a classifier's loss needs labels
+        used = calib
+
+        def select(run: int, cut: Any) -> list[torch.Tensor]:
+            nonlocal used
             if estimator.calibrated and pruned and cut is None:
-                cut = calibration_windows(loaded.tokenizer, calib, nsamples=nsamples, seqlen=seqlen, seed=seed + run)
+                used, cut = calibration_items(loaded, calib, nsamples=nsamples, seqlen=seqlen, seed=seed + run,
+                                              labelled=labelled)
             scores = score_units(loaded.model, groups, pruned, importance, cut, seed=seed + run, beta=beta,
                                  blocks_per_pass=blocks_per_pass, progress=progress)
             return plan_keep(groups, scores, plan, n_blocks)
 
-        if estimator.calibrated and pruned:
-            calibration = {"data": calib, "nsamples": nsamples, "seqlen": seqlen, "seed": seed}
         keep = select(0, windows)
+        if estimator.calibrated and pruned:
+            calibration = {"data": used, "nsamples": nsamples, "seqlen": seqlen, "seed": seed}
+            if estimator.gradients:
+                calibration["loss"] = "classification" if labelled else "language-modelling"
         if stability >= 2 and pruned:
             selections = [[k[i] for i in active] for k in [keep] + [select(r, None) for r in range(1, stability)]]
             extra["stability"] = {"seeds": list(range(seed, seed + stability)),
@@ -127,4 +136,5 @@ def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = 
     loaded._sha256 = None
     unit = groups[0].unit if groups else attention_unit
     return StructuredResult(importance, plan, unit, before, after, params_before, count_parameters(model),
-                            block_params_before, count_parameters(model, blocks_only=True), calibration, extra)
+                            block_params_before, count_parameters(model, blocks_only=True), calibration, extra,
+                            "kenprune" if getattr(model.config, WIDTHS_KEY, None) else "transformers")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -12,6 +12,7 @@ from ..data.corpora import join_text, load_documents, tokenize_stream
 from ..errors import KenpruneError
 from ..models.families import adapter_for
 from ..models.loading import LoadedModel
+from .batches import batch_loss, is_classifier, training_items
 from ..settings import LoraSettings
 
 
@@ -27,18 +28,17 @@ def training_windows(loaded: LoadedModel, data: str, settings: LoraSettings) -> 
     return windows[order]
 
 
-def train_steps(model: torch.nn.Module, param_groups: list[dict[str, Any]], windows: torch.Tensor,
+def train_steps(model: torch.nn.Module, param_groups: list[dict[str, Any]], batches: Sequence[Any],
                 settings: LoraSettings, *, desc: str = "LoRA", penalty: Callable[[], torch.Tensor] | None = None,
                 progress: bool = True) -> dict[str, Any]:
-    """`settings.steps` AdamW steps of the language-modelling loss (+ `penalty()`) on batches of `windows`
-    in order (wrapping around); the losses' summary."""
+    """`settings.steps` AdamW steps of the model's loss (+ `penalty()`), one of `batches` per step (wrapping
+    around): token windows [batch, seqlen] train a causal LM on themselves, labelled dicts a classifier
+    (batches.training_items makes either); the losses' summary."""
     optimizer = torch.optim.AdamW(param_groups, lr=settings.lr, weight_decay=0.0)
     device = next(model.parameters()).device
     losses, penalties = [], []
     for step in tqdm(range(settings.steps), desc=desc, unit="step", disable=not progress, leave=False):
-        rows = torch.arange(step * settings.batch_size, (step + 1) * settings.batch_size) % windows.size(0)
-        batch = windows[rows].to(device)
-        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+        loss = batch_loss(model, batches[step % len(batches)], device)
         if not math.isfinite(loss.item()):
             raise KenpruneError(f"{desc} loss became {loss.item()} at step {step}; lower the learning rate")
         total = loss
@@ -63,6 +63,9 @@ def lora_recover(loaded: LoadedModel, data: str = "lee", settings: LoraSettings 
     """Fine-tune LoRA adapters on `data`, merge them into the weights of `loaded.model` (replaced).
 
     `gates` (polarize.GateSet): also train its gates, attached to the wrapped model, under its penalty.
+    A classifier trains on labelled batches of `data` (or of the split it was fine-tuned on, when `data` is not
+    labelled) with its classification loss; peft's SEQ_CLS task keeps its head (classifier) fully trainable,
+    since a head fitted to the unpruned features is what pruning disturbs most, and merges it back.
     """
     try:
         from peft import LoraConfig, get_peft_model
@@ -70,11 +73,11 @@ def lora_recover(loaded: LoadedModel, data: str = "lee", settings: LoraSettings 
         raise KenpruneError("LoRA recovery needs peft; run `pip install 'kenprune[recover]'`") from None
     settings.check()
     adapter = adapter_for(loaded.model)
-    windows = training_windows(loaded, data, settings)
+    data, batches = training_items(loaded, data, settings)
     torch.manual_seed(settings.seed)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=list(adapter.lora_modules()), fan_in_fan_out=adapter.fan_in_fan_out,
-                        task_type="CAUSAL_LM")
+                        task_type="SEQ_CLS" if is_classifier(loaded) else "CAUSAL_LM")
     peft_model = get_peft_model(loaded.model, config)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -84,11 +87,11 @@ def lora_recover(loaded: LoadedModel, data: str = "lee", settings: LoraSettings 
         groups.append({"params": gates.parameters(), "lr": gates.lr})
         detach = gates.attach(peft_model)
     try:
-        summary = train_steps(peft_model, groups, windows, settings, desc="LoRA" if gates is None else "gates+LoRA",
+        summary = train_steps(peft_model, groups, batches, settings, desc="LoRA" if gates is None else "gates+LoRA",
                               penalty=None if gates is None else gates.penalty, progress=progress)
     finally:
         if detach is not None:
             detach()
     loaded.model = peft_model.merge_and_unload().eval()
     loaded._sha256 = None
-    return {"data": data, **asdict(settings), "trainable_parameters": sum(p.numel() for p in params), **summary}
+    return {**asdict(settings), "data": data, "trainable_parameters": sum(p.numel() for p in params), **summary}

@@ -15,7 +15,8 @@ from torch import nn
 
 from ..models.loading import LoadedModel
 from ..settings import LoraSettings
-from .recover import train_steps, training_windows
+from .batches import training_items
+from .recover import train_steps
 
 
 def reinitialize(model: nn.Module, seed: int = 0) -> None:
@@ -30,13 +31,14 @@ def reinitialize(model: nn.Module, seed: int = 0) -> None:
 
 def train_from_scratch(loaded: LoadedModel, data: str, settings: LoraSettings, lr: float, *,
                        progress: bool = True) -> dict[str, Any]:
-    """Re-initialize `loaded.model` in place and train all its weights on the recovery's windows and steps."""
+    """Re-initialize `loaded.model` in place and train all its weights on the recovery's batches and steps
+    (token windows for a causal LM, labelled batches and the classification loss for a classifier)."""
     settings = replace(settings, lr=lr).check()
     reinitialize(loaded.model, settings.seed)
-    windows = training_windows(loaded, data, settings)
+    data, batches = training_items(loaded, data, settings)
     model = loaded.model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    summary = train_steps(model, [{"params": params}], windows, settings, desc="scratch", progress=progress)
+    summary = train_steps(model, [{"params": params}], batches, settings, desc="scratch", progress=progress)
     model.eval()
     loaded._sha256 = None
-    return {"data": data, **settings.to_dict(), "trainable_parameters": sum(p.numel() for p in params), **summary}
+    return {**settings.to_dict(), "data": data, "trainable_parameters": sum(p.numel() for p in params), **summary}
