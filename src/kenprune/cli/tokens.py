@@ -5,6 +5,7 @@ import argparse
 
 from ..settings import DEFAULT_ENCODER, TOKEN_WPR_STARTS, TokenSettings
 from .options import add_model, add_output, output_from
+from .report import write_report_quietly
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,4 +77,5 @@ def run(args: argparse.Namespace) -> int:
               f"at {t['seqlen']} tokens, resolved per input length)")
     if args.out:
         print(f"wrote {args.out}")
+        write_report_quietly(args.out)
     return 0
