@@ -232,7 +232,10 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
     dtype = str(next(loaded.model.parameters()).dtype).replace("torch.", "")
     results: list[dict] = []
     with _environment(offline=not selection.stock, progress=progress), _placed(loaded.model, device) as device:
+        from unittest.mock import patch
+
         import lm_eval
+        import lm_eval.evaluator
         from lm_eval.models.huggingface import HFLM
 
         manager = task_manager(paths, bool(selection.stock))
@@ -243,7 +246,10 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
         for name in selection.names:
             start = time.perf_counter()
             try:
-                with torch.no_grad():
+                # lm-eval's own environment dump shells out to git and torch's collect_env for every task (slow,
+                # and "fatal: not a git repository" on stderr); kenprune's record carries its own provenance
+                with torch.no_grad(), patch.object(lm_eval.evaluator, "get_git_commit_hash", lambda: None), \
+                        patch.object(lm_eval.evaluator, "add_env_info", lambda storage: None):
                     out = lm_eval.simple_evaluate(model=lm, tasks=[name], num_fewshot=0, limit=limit,
                                                   task_manager=manager, log_samples=False, bootstrap_iters=0)
             except KenpruneError:
