@@ -190,7 +190,8 @@ def _zero_shot_blocks(run: Run, section: Section) -> None:
     section.tables.append(("Zero-shot tasks (lm-evaluation-harness)", view.table))
     section.tables.append(("Zero-shot protocol", present(view.protocol)))
     fig = figures.task_bars(view.tasks, view.series, chance=view.chance,
-                            title=f"{run.model}: zero-shot accuracy per task, " + " vs ".join(view.series))
+                            title=f"{run.model}: zero-shot accuracy per task" + (
+                                ", " + " vs ".join(view.series) if len(view.series) > 1 else ""))
     section.figures.append(FigureBlock(
         f"{_slug(run.name)}-tasks", "Zero-shot accuracy per task for each model in the run, the mean last. "
         "How to read: error bars are 95 % intervals (Wilson per task; normal for the mean), so bars whose "
