@@ -169,3 +169,13 @@ def test_model_errors_are_one_line(tiny):
         run_tasks(encoder, select_tasks("sentiment"), limit=2, progress=False)
     with pytest.raises(KenpruneError, match="--limit"):
         Evaluation(tasks="default", task_limit=0).check()
+
+
+def test_tasks_written_after_an_earlier_run_in_the_same_process_are_found(tiny, no_network, tmp_path, monkeypatch):
+    """A first run writes only its own task files; a later run in the same process asks for another task, whose
+    file appears only then (the README's commands run in one process: sentiment first, then the default suite)."""
+    monkeypatch.setenv("KENPRUNE_CACHE", str(tmp_path))
+    first = evaluate_tasks(tiny, Evaluation(tasks="sentiment", task_limit=2), role="after", label="a", progress=False)
+    second = evaluate_tasks(tiny, Evaluation(tasks="topic", task_limit=2), role="after", label="b", progress=False)
+    assert [q.data for q in first[1:]] == ["kenprune_sentiment"]
+    assert [q.data for q in second[1:]] == ["kenprune_topic"]

@@ -190,8 +190,10 @@ _MANAGERS: dict[tuple, Any] = {}
 
 
 def task_manager(paths: tuple[str, ...], stock: bool):
-    """An lm-eval TaskManager over `paths` (and lm-eval's own tasks when `stock`), built once per process."""
-    key = (paths, stock)
+    """An lm-eval TaskManager over `paths` (and lm-eval's own tasks when `stock`), built once per process and
+    again when a task file appeared since (an earlier call may have written only some of kenprune's tasks)."""
+    files = tuple(sorted(str(f) for path in paths for f in Path(path).rglob("*.yaml")))
+    key = (paths, stock, files)
     if key not in _MANAGERS:
         from lm_eval.tasks import TaskManager
 
