@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kenprune.evaluate.intervals import wilson  # noqa: E402
 from _common import RESULTS  # noqa: E402
 
 from kenprune import provenance  # noqa: E402
@@ -167,13 +168,6 @@ class Scorer:
                 entry["diff_ci95"] = [float(q[0]), float(q[1])]
             out[ref] = entry
         return out
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 # ---- the matrix ------------------------------------------------------------------------------------------

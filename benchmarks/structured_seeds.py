@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from kenprune.evaluate.intervals import wilson  # noqa: E402
 from _common import print_table, save
 
 SCRATCH = "scratch (taylor's architecture)"
@@ -44,15 +45,6 @@ def bootstrap(values: torch.Tensor, n: int = 2000, seed: int = 0) -> tuple[float
     idx = torch.randint(0, values.numel(), (n, values.numel()), generator=gen)
     means = values[idx].mean(1)
     return means.quantile(0.025).item(), means.quantile(0.975).item()
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson 95 % interval of a proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n))
 
 
 def classify_part(args) -> None:

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import KenpruneError
+from .intervals import Z95, wilson
 from .tasks import DEFAULT_SUITE, TASKS, ensure_tasks, local_name, task_files, task_name, tasks_folder
 
 STOCK = "stock:"
 LM_EVAL = "lm-eval"  # the distribution kenprune pins (pyproject extra `tasks`)
 _TASK_KEY = re.compile(r"^task:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -114,16 +114,6 @@ def select_tasks(spec: str | None, task_dir: str | None = None) -> TaskSelection
         raise KenpruneError(f"no tasks in {spec!r}")
     return TaskSelection(spec, dedup(local), dedup(user), dedup(stock), str(task_dir) if task_dir else None,
                          {k: v for k, v in mine.items() if k in user})
-
-
-def wilson(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95 % by default)."""
-    if total <= 0:
-        return (0.0, 1.0)
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
 def mean_interval(results: list[dict], z: float = Z95) -> tuple[float, float]:
