@@ -14,6 +14,8 @@ Testbeds (the fine-tuned model is cached under $KENPRUNE_CACHE/ken-bench, keyed 
 
 Selections (kenprune.ken.selections, all at the same kept count per row): KEN (the paper), KEN fitted
 on the deltas, random, largest |delta|, DARE (random k, deltas rescaled by n/k), largest |fine-tuned|;
+"X, k by global": selection X with the same total kept count but per-tensor k from the global allocator
+over |delta| (`kenprune ken --allocation global`: more k where the fine-tuning changed more);
 plus LoRA with its adapter file sized to KEN's subnetwork file at the same k (same data, steps, batch).
 Rows run in --order (priority) and the JSON is rewritten after every row, so a run stopped early keeps
 what it measured.
@@ -218,14 +220,17 @@ class Bench:
         from kenprune.ken.subnetwork import write_subnetwork
 
         st = self.setup(name)
+        base, _, allocation = label.partition(ALLOCATED)
         start = time.perf_counter()
-        run = ken_models(st["pre"], st["ft"], k, selection=SELECTIONS[label], seed=self.args.seed, progress=False)
+        run = ken_models(st["pre"], st["ft"], k, selection=SELECTIONS[base], seed=self.args.seed,
+                         allocation=allocation or None, progress=False)
         seconds = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "sub.safetensors"
             write_subnetwork(path, run.subnetwork)
             nbytes = path.stat().st_size
-        st["sub_bytes"][k] = nbytes
+        if not allocation:
+            st["sub_bytes"][k] = nbytes
         stored = run.selection.kept() + sum(t.numel() for t in run.subnetwork.full.values())
         self.add(name, label, k, st["scorer"](run.optimized), stored, nbytes, seconds)
 
@@ -333,11 +338,14 @@ def verdict(rows: list[dict]) -> list[str]:
 
 
 MAIN = ("KEN", "KEN on deltas", "random", "largest |delta|", "DARE")
+ALLOCATED = ", k by "  # "KEN, k by global": the same selection with per-tensor k from an allocation over |delta|
+BY_DELTA = tuple(f"{sel}{ALLOCATED}global" for sel in ("KEN", "KEN on deltas", "largest |delta|"))
 BEDS = ("minilm-l6/austen-novels", "smollm2-135m/austen")
 # (testbed, what, k) in priority order: run one process per testbed (--testbeds) to use both cores
 PLAN = ([(bed, sel, k) for bed in BEDS for k in (0.25, 0.75) for sel in MAIN]
         + [(bed, "probe", None) for bed in BEDS] + [(bed, "LoRA", 0.25) for bed in BEDS]
         + [(bed, "largest |fine-tuned|", k) for bed in BEDS for k in (0.25, 0.75)]
+        + [(bed, sel, k) for bed in BEDS for k in (0.10, 0.25) for sel in BY_DELTA]
         + [(bed, sel, k) for bed in BEDS for k in (0.10, 0.50) for sel in SELECTIONS]
         + [(bed, sel, 0.25) for bed in ("minilm-l6/pang-lee", "minilm-l6/newsgroups-mini") for sel in MAIN])
 
@@ -363,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--testbeds", nargs="*", default=None, choices=list(TESTBEDS),
                         help="only these testbeds (default: every testbed of the plan)")
     parser.add_argument("--ks", nargs="*", type=float, default=None, help="only these k (default: the plan's)")
+    parser.add_argument("--methods", nargs="*", default=None, metavar="LABEL",
+                        help="only these plan entries (selection labels, 'probe', 'LoRA'; default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--examples", type=int, default=400, help="held-out passages per classifier variant")
     parser.add_argument("--probe-examples", type=int, default=1000, help="training passages of the frozen probe")
@@ -380,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     bench = Bench(args)
     for bed, what, k in PLAN:
-        if (args.testbeds and bed not in args.testbeds) or (args.ks and k is not None and k not in args.ks):
+        if ((args.testbeds and bed not in args.testbeds) or (args.ks and k is not None and k not in args.ks)
+                or (args.methods and what not in args.methods)):
             continue
         if what == "probe":
             if not TESTBEDS[bed].lower_better:

@@ -51,6 +51,8 @@ COMMANDS = {
     "kenprune ken --finetuned ft/ --k 0.25 --out ken/ --eval pang-lee:test": [],
     "kenprune ken apply --base ft/initial --subnetwork ken/subnetwork.safetensors --out rebuilt/": [],
     "kenprune ken --finetuned ft/ --k 0.25 --selection dare --out dare/ --eval pang-lee:test": [],
+    "kenprune ken --finetuned ft/ --k 0.25 --allocation global --out ken-global/ --eval pang-lee:test": [],
+    "kenprune ken lora --finetuned ft/ --match ken/ --out lora/ --eval pang-lee:test": [],
     "kenprune prune --model smollm2-135m --method wanda --sparsity 0.5 [--pattern 2:4] --calib wiki:calib "
     "--nsamples 128 --seqlen 512 --seed 0 --out pruned/ --eval wiki:test": SHORT_EVAL,
     # without --model these use the default smollm2-135m; the smoke run names the tiny model

@@ -285,6 +285,7 @@ class KenSettings(Settings):
     selection: str = "ken"  # a kenprune.ken.selections name: KEN or a baseline at the same kept count
     select_on: str = "finetuned"  # KEN's KDE on the fine-tuned values (the paper) or on the deltas
     seed: int = 0  # random selections (random, dare)
+    allocation: str | None = None  # spread a fractional k over the tensors by |delta| (kenprune.ken.allocation)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k", str(self.k))
@@ -295,9 +296,16 @@ class KenSettings(Settings):
         from .ken.apply import KSpec
         from .ken.kernels import KERNELS
 
-        KSpec.parse(self.k)
+        spec = KSpec.parse(self.k)
         KERNELS.get(self.kernel)
         self.row_selection()
+        if self.allocation is not None:
+            from .allocate import check_allocation
+
+            check_allocation(self.allocation)
+            if not spec.fraction or spec.value >= 1:
+                raise KenpruneError(f"--allocation spreads a kept fraction below 100%; k = {self.k} is not one "
+                                    f"(give e.g. --k 25%)")
         if self.value_dtype not in KEN_VALUE_DTYPES:
             raise KenpruneError(f"unknown value dtype {self.value_dtype!r}; choose one of: "
                                 f"{', '.join(KEN_VALUE_DTYPES)}")
@@ -377,6 +385,37 @@ class LoraSettings(Settings):
 
 
 RECOVER_EVALUATION = Evaluation(data="wiki:test", windows=8)
+
+
+@dataclass(frozen=True)
+class KenLoraSettings(Settings):
+    """KEN's PEFT comparison: a LoRA adapter trained on the fine-tune's own data, steps and batches, its
+    file sized to a KEN subnetwork's bytes (`match`: a KEN run folder or subnetwork file) or to `bytes`."""
+
+    match: str | None = None
+    bytes: int | None = None
+    rank: int | None = None  # a fixed rank instead of a byte budget
+    targets: tuple[str, ...] = ()  # Linear names (last part) to adapt; () = every Linear in the transformer blocks
+    lr: float = 5e-4
+    save_model: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
+
+    def check(self) -> "KenLoraSettings":
+        given = [x for x in (self.match, self.bytes, self.rank) if x is not None]
+        if len(given) != 1:
+            raise KenpruneError("give exactly one of --match KEN_RUN (a KEN run folder or subnetwork file), "
+                                "--bytes N or --rank R")
+        for name in ("bytes", "rank"):
+            if getattr(self, name) is not None:
+                _positive(getattr(self, name), f"--{name}")
+        if self.match is not None and not Path(self.match).exists():
+            raise KenpruneError(f"--match {self.match} does not exist; give a KEN run folder or its "
+                                f"subnetwork.safetensors")
+        if not self.lr > 0:
+            raise KenpruneError(f"--lr must be > 0, got {self.lr}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -485,6 +524,7 @@ def given(**values: Any) -> dict[str, Any]:
 
 
 __all__ = ["Calibration", "Evaluation", "Output", "PruneSettings", "StructuredSettings", "KenSettings",
-           "SearchSettings", "LoraSettings", "FinetuneSettings", "DEFAULT_MODEL", "STRUCTURED_CALIBRATION",
+           "SearchSettings", "LoraSettings", "KenLoraSettings", "FinetuneSettings", "DEFAULT_MODEL",
+           "STRUCTURED_CALIBRATION",
            "STRUCTURED_EVALUATION", "KEN_EVALUATION", "SEARCH_CALIBRATION", "SEARCH_EVALUATION", "RECOVER_EVALUATION",
            "FINETUNE_EVALUATION", "TokenSettings", "field"]

@@ -186,6 +186,23 @@ def ken_record(masks: dict, pretrained: Path) -> RunRecord:
                                           FileEntry("model", "hf-folder", 31_000, "model")])
 
 
+def ken_lora_record(pretrained: Path) -> RunRecord:
+    """`kenprune ken lora`: a LoRA adapter sized to a KEN subnetwork, judged like KEN."""
+    acc = {"data": "pang-lee:test", "labels": 2, "correct": 81, "total": 100}
+    details = {"rank": 4, "adapter_bytes": 19_000, "trainable_parameters": 4_700, "steps": 20, "lr": 5e-4,
+               "loss_first": 0.69, "loss_last": 0.4, "targets": ["dense", "query"], "budget_bytes": 20_000,
+               "budget_source": "ken-run/subnetwork.safetensors", "adapter_values": 4_000, "head_values": 700,
+               "stored_fraction": 0.6, "finetune": {"data": "pang-lee:calib", "steps": 20, "batch_size": 8,
+                                                    "seqlen": 128, "seed": 0},
+               "pretrained": {"name": "tiny-base", "source": str(pretrained), "weights_sha256": "ef" * 32},
+               "finetuned": dict(TINY_FT)}
+    quality = [Quality("accuracy", 0.81, "pang-lee:test", "after", "LoRA r=4", dict(acc)),
+               Quality("accuracy", 0.70, "pang-lee:test", "reference", "pre-trained", dict(acc, correct=70)),
+               Quality("accuracy", 0.86, "pang-lee:test", "reference", "fine-tuned", dict(acc, correct=86))]
+    return record("ken-lora", "lora", details, model=TINY_FT, quality=quality,
+                  files=[FileEntry("adapter", "peft-adapter", 19_500, "adapter")])
+
+
 def ken_apply_record(subnetwork: Path, pretrained: Path) -> RunRecord:
     """`kenprune ken apply`: the subnetwork applied to its base, saved as the run folder itself."""
     details = {"subnetwork": str(subnetwork),
@@ -254,7 +271,7 @@ def uniform_dir(tmp_path: Path) -> Path:
 
 KIND_FOLDERS = {"prune": "sparsegpt-50", "structured": "structured", "ken": "ken-run", "ken-apply": "ken-apply",
                 "search": "search-evolution", "recover": "lora", "finetune": "finetune", "eval": "dense-eval",
-                "tokens": "tokens-zt"}
+                "tokens": "tokens-zt", "ken-lora": "ken-lora"}
 
 
 @pytest.fixture
@@ -270,7 +287,7 @@ def run_dirs(tmp_path: Path) -> dict[str, Path]:
     records = {"prune": prune_record("sparsegpt"), "structured": structured_record(), "ken": ken_record(masks, pre),
                "ken-apply": ken_apply_record(subnetwork, pre), "search": search_record(),
                "recover": recover_record(), "finetune": finetune_record(), "eval": eval_record(),
-               "tokens": tokens_record()}
+               "tokens": tokens_record(), "ken-lora": ken_lora_record(pre)}
     dirs = {kind: write(tmp_path / KIND_FOLDERS[kind], r) for kind, r in records.items()}
     dirs["random"] = write(tmp_path / "search-random", search_record("random", 4.0))
     for method, ppls in (("magnitude", (40.0, 90.0, 400.0)), ("wanda", (33.0, 45.0, 120.0))):

@@ -169,6 +169,10 @@ def test_recover_finetune_and_eval_summaries(run_dirs):
                       "training time": "12.5 s", "training data": "pang-lee:train",
                       "size: initial (hf-folder)": "30.3 KiB"}.items():
         assert finetune.summary[row] == text
+    lora = read_run(run_dirs["ken-lora"])
+    assert lora.summary["adapter"] == ("rank 4 on dense, query: 18.6 KiB for a budget of 19.5 KiB "
+                                       "(ken-run/subnetwork.safetensors)")
+    assert lora.summary["accuracy"].endswith("(LoRA r=4 vs fine-tuned: -5.8%)") and lora.sparsity is None
     dense = read_run(run_dirs["eval"])
     assert dense.kind == "eval" and dense.method == "no pruning" and "method" not in dense.summary
     assert dense.quality == ("perplexity", DENSE_PPL, DENSE_PPL) and dense.sparsity == 0.0

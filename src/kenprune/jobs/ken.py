@@ -26,7 +26,6 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
         evaluation: Evaluation = KEN_EVALUATION, output: Output = Output(), progress: bool = True) -> RunRecord:
     """KEN: OUT/subnetwork.safetensors (and OUT/model with settings.save_model) plus run.json; evaluates
     the optimized model on evaluation.data when given (accuracy or perplexity, by the model's task)."""
-    from ..evaluate import evaluate
     from ..ken.apply import KSpec, tensor_table
     from ..ken.pair import finetuned_bytes, ken_models, load_pair
     from ..ken.selections import label_of
@@ -45,7 +44,8 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
     with timer.stage("ken"):
         result = ken_models(pre, ft, spec, kernel=settings.kernel, tensors=settings.tensors, include=settings.include,
                             exclude=settings.exclude, value_dtype=settings.value_dtype,
-                            selection=settings.row_selection(), seed=settings.seed, progress=progress)
+                            selection=settings.row_selection(), seed=settings.seed,
+                            allocation=settings.allocation, progress=progress)
     optimized, sub, selection = result.optimized, result.subnetwork, result.selection
     ft_params, names, copied = result.finetuned_params, list(selection.masks), sub.meta["copied"]
     record = new_record("ken", ft.identity(), "ken",
@@ -65,11 +65,7 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
                     record.files.append(FileEntry(MODEL_DIR, "hf-folder", path_bytes(tmp / MODEL_DIR), "model"))
         if evaluation.enabled:
             with timer.stage("eval"):
-                record.quality.append(evaluate(opt_loaded, evaluation, role="after", label=label_of(sub.meta["method"]),
-                                               progress=progress))
-                for side, loaded in (("pre-trained", pre), ("fine-tuned", ft)):  # what KEN is judged against
-                    record.quality.append(evaluate(loaded, evaluation, role="reference", label=side,
-                                                   progress=progress))
+                judge(record, opt_loaded, label_of(sub.meta["method"]), pre, ft, evaluation, progress)
         total_params = sum(p.numel() for p in ft_params.values())
         kept = selection.kept()
         selected = sum(ft_params[n].numel() for n in names)
@@ -84,7 +80,7 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
             "sparsity": 1 - kept / max(selected, 1),
             "pretrained": sub.meta["base"], "finetuned": sub.meta["finetuned"],
             "optimized_sha256": sub.meta["optimized_sha256"], "selection": sub.meta["selection"],
-            "clipped_tensors": selection.clipped,
+            "clipped_tensors": selection.clipped, "allocation": sub.meta["allocation"],
             "totals": {"parameters": total_params, "selected_parameters": selected, "kept": kept,
                        "copied_whole": copied_whole, "kept_fraction_of_selected": kept / max(selected, 1),
                        "stored_fraction": (kept + copied_whole) / total_params},
@@ -100,6 +96,15 @@ def run(finetuned: str, settings: KenSettings = KenSettings(), *, pretrained: st
                         spec, len(selection.clipped), selection.clipped[0])
         write_record(record, tmp, timer)
     return record
+
+
+def judge(record: RunRecord, optimized, label: str, pre, ft, evaluation: Evaluation, progress: bool) -> None:
+    """Evaluate the optimized model, then the pre-trained and fine-tuned models it is judged against."""
+    from ..evaluate import evaluate
+
+    record.quality.append(evaluate(optimized, evaluation, role="after", label=label, progress=progress))
+    for side, loaded in (("pre-trained", pre), ("fine-tuned", ft)):
+        record.quality.append(evaluate(loaded, evaluation, role="reference", label=side, progress=progress))
 
 
 def apply(base: str, subnetwork: str | Path, out: str | Path, *, overwrite: bool = False,

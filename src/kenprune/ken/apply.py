@@ -11,7 +11,7 @@ import fnmatch
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from tqdm.auto import tqdm
@@ -125,20 +125,23 @@ class KenSelection:
 MaskFn = Callable[[torch.Tensor, int], torch.Tensor]  # ([rows, n] fine-tuned values, k) -> [rows, n] bool
 
 
-def select_masks(finetuned: dict[str, torch.Tensor], names: list[str], k: KSpec | int | float | str, *,
+def select_masks(finetuned: dict[str, torch.Tensor], names: list[str],
+                 k: KSpec | int | float | str | Mapping[str, KSpec], *,
                  kernel: str = "gaussian", mask_fn: MaskFn | None = None, max_elements: int = 1 << 23,
                  threads: int | None = None, progress: bool = True) -> KenSelection:
     """Kept masks for the named tensors; tensors with equal (row length, k) are batched together.
 
+    k: one KSpec for every tensor, or one per tensor name (an allocation, `kenprune.ken.allocation`);
     threads: threads for the compiled selection (None: all cores; rows are independent).
     """
     with selection_threads(threads):
         return _select_masks(finetuned, names, k, kernel, mask_fn, max_elements, progress)
 
 
-def _select_masks(finetuned: dict[str, torch.Tensor], names: list[str], k: KSpec | int | float | str,
-                  kernel: str, mask_fn: MaskFn | None, max_elements: int, progress: bool) -> KenSelection:
-    spec = KSpec.parse(k)
+def _select_masks(finetuned: dict[str, torch.Tensor], names: list[str],
+                  k: KSpec | int | float | str | Mapping[str, KSpec], kernel: str, mask_fn: MaskFn | None,
+                  max_elements: int, progress: bool) -> KenSelection:
+    specs = {name: k[name] for name in names} if isinstance(k, Mapping) else dict.fromkeys(names, KSpec.parse(k))
     mask_fn = mask_fn or (lambda rows, kk: ken_rows(rows, kk, kernel))
     groups: dict[tuple[int, int], list[str]] = {}
     result = KenSelection(masks={}, rows={}, k_row={})
@@ -147,6 +150,7 @@ def _select_masks(finetuned: dict[str, torch.Tensor], names: list[str], k: KSpec
         if not bool(torch.isfinite(rows).all()):
             raise KenpruneError(f"tensor {name} of the fine-tuned model holds NaN or infinite values")
         n = rows.shape[1]
+        spec = specs[name]
         kk = spec.per_row(n)
         result.rows[name], result.k_row[name] = rows.shape[0], kk
         if not spec.fraction and spec.value > n:

@@ -8,6 +8,7 @@ rank whose values fit the budget; `adapter_bytes` measures what peft actually wr
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 from pathlib import Path
@@ -54,9 +55,11 @@ def head_bytes(model: torch.nn.Module, bytes_per_value: int = 4) -> int:
 
 
 def train_lora(loaded, batches: Iterator[Any], *, rank: int, targets: Iterable[str], steps: int, lr: float,
-               seed: int = 0, classifier: bool = False, progress: bool = True) -> dict[str, Any]:
+               seed: int = 0, classifier: bool = False, progress: bool = True,
+               save_to: str | Path | None = None) -> dict[str, Any]:
     """Train a rank-`rank` LoRA adapter on `batches` (the fine-tune's own batches: (inputs, labels) for a
-    classifier, token windows for a causal LM), write it to measure its file, merge it into loaded.model."""
+    classifier, token windows for a causal LM), write it (to `save_to`, else a temporary folder) to
+    measure its file, merge it into loaded.model."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
@@ -82,9 +85,9 @@ def train_lora(loaded, batches: Iterator[Any], *, rank: int, targets: Iterable[s
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        stored = sum(f.stat().st_size for f in Path(tmp).glob("*.safetensors"))
+    with (tempfile.TemporaryDirectory() if save_to is None else contextlib.nullcontext(save_to)) as folder:
+        model.save_pretrained(folder)
+        stored = sum(f.stat().st_size for f in Path(folder).glob("*.safetensors"))
     loaded.model = model.merge_and_unload().eval()
     loaded._sha256 = None
     return {"rank": rank, "adapter_bytes": stored, "trainable_parameters": sum(p.numel() for p in params),

@@ -70,11 +70,14 @@ class KenRun:
 
 def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "gaussian", tensors: str = "all",
                include: Iterable[str] = (), exclude: Iterable[str] = (), value_dtype: str = "fp32",
-               selection: str = "ken", seed: int = 0, progress: bool = True) -> KenRun:
+               selection: str = "ken", seed: int = 0, allocation: str | None = None,
+               progress: bool = True) -> KenRun:
     """KEN on two loaded models in memory (inputs untouched): the optimized model and its subnetwork.
 
     selection: a ROW_SELECTIONS name (`kenprune.ken.selections`): KEN (default, the paper), `ken-delta`,
     or a baseline with the same kept count per row (random, delta, dare, finetuned); seed: random ones'.
+    allocation: an allocator spec (`global`, `owl`, `er`, ...) that spreads the fractional k over the
+    tensors by |fine-tuned - pre-trained| (`kenprune.ken.allocation`); None: the same k in every row.
     """
     from .selections import ROW_SELECTIONS, kept_values
 
@@ -85,9 +88,14 @@ def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "g
     if not names:
         raise KenpruneError("the tensor selection matches no tensor; check --tensors/--include/--exclude")
     chooser = ROW_SELECTIONS.get(selection)
+    per_tensor, allocated = k, None
+    if allocation is not None:
+        from .allocation import allocate_k
+
+        per_tensor, allocated = allocate_k(pre_params, ft_params, names, k, allocation)
     generator = torch.Generator().manual_seed(seed)
     scores = ft_params if chooser.on == "finetuned" else {n: chooser.scores(pre_params[n], ft_params[n]) for n in names}
-    chosen = select_masks(scores, names, k, kernel=kernel, progress=progress,
+    chosen = select_masks(scores, names, per_tensor, kernel=kernel, progress=progress,
                           mask_fn=None if chooser.name == "ken" else
                           lambda rows, kk: chooser.choose(rows, kk, kernel=kernel, generator=generator))
     del scores
@@ -104,6 +112,7 @@ def ken_models(pre, ft, k: KSpec | int | float | str = 0.25, *, kernel: str = "g
     sub.meta = {
         "kenprune_version": __version__, "base": pre.identity(), "finetuned": ft.identity(),
         "optimized_sha256": provenance.model_sha256(optimized), "k": {"value": spec.value, "fraction": spec.fraction},
+        "allocation": None if allocated is None else allocated.to_dict(),
         "kernel": kernel, "method": selection, "seed": seed if chooser.seeded else None,
         "selection": {"tensors": tensors, "include": list(include), "exclude": list(exclude)},
         "aliases": aliases, "copied": copied,

@@ -313,7 +313,12 @@ def ken_view(run: Run) -> None:
     d = run.record.details
     totals, sizes = d["totals"], d.get("sizes") or {}
     kept = totals["kept_fraction_of_selected"]
+    allocation = d.get("allocation")
     _rows(run.summary, {"kept": f"{percent(kept)} of selected values (k = {d['k']} per row)",
+                        "k per tensor": None if not allocation else
+                        f"allocated by {allocation['spec']} over |fine-tuned - pre-trained| "
+                        f"({min(1 - r for r in allocation['ratios'].values()):.0%} to "
+                        f"{max(1 - r for r in allocation['ratios'].values()):.0%} kept per tensor)",
                         "selection": d.get("method"), "kernel": d.get("kernel"), "value dtype": d.get("value_dtype"),
                         "pre-trained": d["pretrained"].get("name"), "fine-tuned": d["finetuned"].get("name"),
                         "stored": None if totals.get("stored_fraction") is None else
@@ -323,10 +328,7 @@ def ken_view(run: Run) -> None:
         run.summary["files"] = (f"subnetwork {bytes_text(sizes['subnetwork_bytes'])} vs fine-tuned "
                                 f"{bytes_text(sizes['finetuned_safetensors_bytes'])}"
                                 + (f" ({percent(sizes['ratio'])})" if sizes.get("ratio") is not None else ""))
-    ken, tuned = run.record.quality_of("after"), next(
-        (q for q in run.record.quality if q.role == "reference" and q.model == "fine-tuned"), None)
-    if ken is not None and tuned is not None and tuned.metric == ken.metric and tuned.value:
-        run.summary[ken.metric] += f" ({ken.model} vs fine-tuned: {(ken.value - tuned.value) / tuned.value:+.1%})"
+    ken = _versus_finetuned(run)
     run.sparsity = None  # KEN keeps a fraction of selected values: not a pruning sparsity to plot or list
     from ..ken.selections import label_of
 
@@ -337,6 +339,33 @@ def ken_view(run: Run) -> None:
         run.subnetwork = run.path / subnetwork.path
     if model is not None and (run.path / model.path).is_dir():
         run.optimized = run.path / model.path
+    run.pretrained = d["pretrained"].get("source")
+
+
+def _versus_finetuned(run: Run):
+    """The optimized model's quality entry, its summary line extended by the change against the fine-tuned model."""
+    after, tuned = run.record.quality_of("after"), next(
+        (q for q in run.record.quality if q.role == "reference" and q.model == "fine-tuned"), None)
+    if after is not None and tuned is not None and tuned.metric == after.metric and tuned.value:
+        run.summary[after.metric] += f" ({after.model} vs fine-tuned: {(after.value - tuned.value) / tuned.value:+.1%})"
+    return after
+
+
+@RUN_KINDS.register("ken-lora", "kenprune ken lora: LoRA with as many stored bytes as a KEN subnetwork")
+def ken_lora_view(run: Run) -> None:
+    d = run.record.details
+    _rows(run.summary, {
+        "adapter": f"rank {d['rank']} on {', '.join(d['targets'])}: {bytes_text(d['adapter_bytes'])}"
+                   + ("" if d.get("budget_bytes") is None else
+                      f" for a budget of {bytes_text(d['budget_bytes'])} ({d['budget_source']})"),
+        "stored": f"{percent(d['stored_fraction'])} of the fine-tuned model's parameters",
+        "training": f"{d['steps']} steps on {d['finetune']['data']} (the fine-tune's data, batches and seed), "
+                    f"lr {d['lr']:g}, loss {format_number(d['loss_first'], 3)} -> {format_number(d['loss_last'], 3)}",
+        "pre-trained": d["pretrained"].get("name"), "fine-tuned": d["finetuned"].get("name")})
+    after = _versus_finetuned(run)
+    run.sparsity = None
+    run.headline = ", ".join(x for x in (f"LoRA rank {d['rank']}, {bytes_text(d['adapter_bytes'])} adapter",
+                                         run.summary.get(after.metric) if after is not None else "") if x)
     run.pretrained = d["pretrained"].get("source")
 
 
