@@ -355,7 +355,12 @@ def merge(paths: list[str], out: str) -> None:
     import json
 
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    rows = [r for run in runs for r in run["rows"]]
+    rows, seen = [], set()
+    for r in (r for run in runs for r in run["rows"]):
+        key = (r["setup"], r["method"], r["k"], tuple(sorted((q, v["n"]) for q, v in r["quality"].items())))
+        if key not in seen:  # every run measures its testbed's fine-tuned (and pre-trained) model again
+            seen.add(key)
+            rows.append(r)
     merged = {**runs[0], "rows": rows, "verdict": verdict(rows), "merged_from": [str(p) for p in paths],
               "protocols": {k: v for run in runs for k, v in run.get("protocols", {}).items()},
               "configs": [run["config"] for run in runs]}
@@ -373,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ks", nargs="*", type=float, default=None, help="only these k (default: the plan's)")
     parser.add_argument("--methods", nargs="*", default=None, metavar="LABEL",
                         help="only these plan entries (selection labels, 'probe', 'LoRA'; default: all)")
+    parser.add_argument("--rows", nargs="*", default=None, metavar="LABEL@K",
+                        help="only these plan entries, e.g. 'KEN@0.25' 'LoRA@0.25' (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--examples", type=int, default=400, help="held-out passages per classifier variant")
     parser.add_argument("--probe-examples", type=int, default=1000, help="training passages of the frozen probe")
@@ -391,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     for bed, what, k in PLAN:
         if ((args.testbeds and bed not in args.testbeds) or (args.ks and k is not None and k not in args.ks)
-                or (args.methods and what not in args.methods)):
+                or (args.methods and what not in args.methods)
+                or (args.rows and f"{what}@{k}" not in args.rows)):
             continue
         if what == "probe":
             if not TESTBEDS[bed].lower_better:

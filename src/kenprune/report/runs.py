@@ -317,8 +317,8 @@ def ken_view(run: Run) -> None:
     _rows(run.summary, {"kept": f"{percent(kept)} of selected values (k = {d['k']} per row)",
                         "k per tensor": None if not allocation else
                         f"allocated by {allocation['spec']} over |fine-tuned - pre-trained| "
-                        f"({min(1 - r for r in allocation['ratios'].values()):.0%} to "
-                        f"{max(1 - r for r in allocation['ratios'].values()):.0%} kept per tensor)",
+                        f"({percent(min(layer.value for layer in run.record.layers))} to "
+                        f"{percent(max(layer.value for layer in run.record.layers))} kept per tensor)",
                         "selection": d.get("method"), "kernel": d.get("kernel"), "value dtype": d.get("value_dtype"),
                         "pre-trained": d["pretrained"].get("name"), "fine-tuned": d["finetuned"].get("name"),
                         "stored": None if totals.get("stored_fraction") is None else
