@@ -104,7 +104,8 @@ def prune_model(model: nn.Module, calibration: CalibrationData = None, *, method
             _prune_layer(spec, module, None, targets[name], pattern, group)
     else:
         owned = not isinstance(calibration, BlockInputs)  # captured here: the engine may free them as it goes
-        inputs = _inputs(model, calibration, batch_size)
+        inputs = stream.capture(calibration, batch_size) if stream is not None and isinstance(calibration, torch.Tensor) \
+            else _inputs(model, calibration, batch_size)
         for step in sequential_blocks(model, inputs, device=device, progress=progress, desc=f"{method} blocks",
                                       consume=owned, dtype=dtype, stream=stream):
             todo = {n: m for n, m in step.linears.items() if targets[n] > 0}

@@ -248,8 +248,24 @@ class LazyModel:
         tokenizer and BOS policy, for code that takes one (evaluation protocols, records)."""
         from .loading import CAUSAL_LM, LoadedModel
 
-        return LoadedModel(self.model, self.tokenizer, self.name, self.source, CAUSAL_LM, self.bos, self.record,
-                           _sha256=self.weights_sha256())
+        @dataclass
+        class StreamedModel(LoadedModel):
+            """A LoadedModel whose perplexity is computed block by block (`streamed_nll`)."""
+
+            lazy: Any = None
+            device: Any = None
+            activation_budget: int = 1 << 62
+            spill_dir: Any = None
+
+            def streamed_nll(self, windows: torch.Tensor, **options: Any) -> torch.Tensor:
+                from ..engine.streaming import streamed_window_nll
+
+                return streamed_window_nll(self.lazy, windows, device=self.device,
+                                           activation_budget=self.activation_budget, spill_dir=self.spill_dir,
+                                           **options)
+
+        return StreamedModel(self.model, self.tokenizer, self.name, self.source, CAUSAL_LM, self.bos, self.record,
+                             _sha256=self.weights_sha256(), lazy=self)
 
     def identity(self) -> dict[str, Any]:
         return self.loaded().identity()
