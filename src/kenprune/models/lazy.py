@@ -5,9 +5,9 @@
     lazy.load_block(3); ...; lazy.release_block(3)    # one block's tensors, read only while it is worked on
     lazy.weights_sha256()                             # == provenance.model_sha256 of the loaded model
 
-Tensors are read with `safetensors.safe_open`, one handle per load and closed right after, so the
-mapped file pages leave the process with it (a handle kept open would count every page it ever
-touched in the resident set). Each tensor is cast to the model's dtype exactly as `from_pretrained`
+Tensors are read with plain reads at the offsets of the safetensors header (each file's header is
+checked with `safetensors.safe_open` first), straight into the tensor's memory: the file is never
+mapped whole, so neither the resident set nor an address-space limit counts more than the tensors read. Each tensor is cast to the model's dtype exactly as `from_pretrained`
 casts it, so a block read here equals the same block of `load_model(...)` bit for bit.
 """
 from __future__ import annotations
@@ -58,12 +58,37 @@ def weight_files(folder: str | Path) -> dict[str, Path]:
     return out
 
 
+_TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                 "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                 "BOOL": torch.bool}
+
+
+def read_header(fh: Any) -> tuple[dict[str, Any], int]:
+    """A safetensors file's header and where its data starts (the file was checked by `weight_files`)."""
+    fh.seek(0)
+    size = int.from_bytes(fh.read(8), "little")
+    return json.loads(fh.read(size)), 8 + size
+
+
+def read_tensor(fh: Any, entry: dict[str, Any], start: int) -> torch.Tensor:
+    """One tensor read with plain file reads straight into its own memory: no mapping of the whole file
+    (an address-space limit or the resident set would count it) and no intermediate copy."""
+    begin, end = entry["data_offsets"]
+    tensor = torch.empty(entry["shape"], dtype=_TORCH_DTYPES[entry["dtype"]])
+    if end > begin:
+        fh.seek(start + begin)
+        view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+        if fh.readinto(view) != end - begin:
+            raise KenpruneError(f"{fh.name} is truncated at tensor data [{begin}, {end}); save or download it again")
+    return tensor
+
+
 def header_bytes(files: Iterable[Path], itemsize: int | None = None) -> dict[str, int]:
     """Bytes of each tensor from the files' headers (at `itemsize` bytes per element when given)."""
     sizes: dict[str, int] = {}
     for path in sorted(set(files)):
         with open(path, "rb") as fh:
-            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+            header, _ = read_header(fh)
         for name, entry in header.items():
             if name != "__metadata__":
                 numel = 1
@@ -168,9 +193,10 @@ class LazyModel:
                 raise KenpruneError(f"{self.folder} has no tensor {name!r}; the folder does not match its config.json")
             by_file.setdefault(self.files[stored], []).append((name, stored))
         for path, entries in sorted(by_file.items()):
-            with open_safetensors(path, hint="save or download the model again") as handle:
+            with open(path, "rb") as fh:
+                header, start = read_header(fh)
                 for name, stored in entries:
-                    tensor = handle.get_tensor(stored)
+                    tensor = read_tensor(fh, header[stored], start)
                     yield name, tensor.to(self.dtype) if tensor.is_floating_point() else tensor
 
     def _load(self, module: nn.Module, prefix: str, skip: str | None = None) -> None:
