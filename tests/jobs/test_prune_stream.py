@@ -22,19 +22,20 @@ EVAL = ["--eval", "lee:test", "--eval-seqlen", "32", "--eval-windows", "3"]
 
 
 @pytest.fixture(scope="module")
-def four_blocks(tmp_path_factory):
-    """A tiny random Llama with 4 blocks and smollm2's real tokenizer, saved as a Hugging Face folder."""
-    from transformers import AutoTokenizer
+def four_blocks(tmp_path_factory, tiny_llama_folder):
+    """tiny_llama_folder's tokenizer (smollm2's) with a 4-block tiny random Llama: room to kill at block k."""
+    import shutil
 
-    from kenprune.models.loading import MODELS
     from kenprune.testing import tiny_causal_lm
 
-    tokenizer = AutoTokenizer.from_pretrained(MODELS.get("smollm2-135m").folder())
-    model = tiny_causal_lm("llama", layers=4, vocab=len(tokenizer))
-    model.config.architectures = ["LlamaForCausalLM"]
     folder = tmp_path_factory.mktemp("four-blocks")
+    for path in tiny_llama_folder.iterdir():
+        if "token" in path.name or path.suffix == ".jinja":
+            shutil.copy(path, folder / path.name)
+    vocab = tiny_llama_folder.joinpath("config.json").read_text()
+    model = tiny_causal_lm("llama", layers=4, vocab=json.loads(vocab)["vocab_size"])
+    model.config.architectures = ["LlamaForCausalLM"]
     model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
     return folder
 
 

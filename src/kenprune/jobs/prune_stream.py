@@ -18,7 +18,7 @@ import torch
 
 from ..engine.checkpoint import BlockSink, checkpoint_folder
 from ..engine.streaming import PruneStream, plan
-from ..errors import KenpruneError
+from ..errors import KenpruneError, describe
 from ..measure import current_rss_bytes
 from ..models.lazy import LazyModel
 from ..settings import Evaluation, Output, PruneSettings
@@ -36,7 +36,18 @@ def memory_plan(model: str, settings: PruneSettings) -> tuple[dict[str, Any], La
         if settings.stream == "on":
             raise KenpruneError(f"--stream on reads a local safetensors folder; {model!r} is not one")
         return {"path": "in-memory", "reason": "not a local safetensors folder"}, None
-    lazy = LazyModel.open(source, tokenizer=False)
+    from ..models.loading import LOADER_KEY
+
+    try:
+        if LOADER_KEY in json.loads((Path(source) / "config.json").read_text()):
+            raise KenpruneError(f"{model} is rebuilt by a kenprune loader (structured widths), not from its config")
+        lazy = LazyModel.open(source, tokenizer=False)
+    except Exception as exc:  # noqa: BLE001 - auto falls back to the in-memory path, which has its own errors
+        if settings.stream == "on":
+            if isinstance(exc, KenpruneError):
+                raise
+            raise KenpruneError(f"--stream on cannot stream {model}: {describe(exc)}") from None
+        return {"path": "in-memory", "reason": f"cannot stream it: {describe(exc)}"}, None
     memory = plan(lazy.weights_bytes(), lazy.block_bytes(), settings.max_memory, settings.stream)
     memory["runtime_rss_bytes"] = current_rss_bytes()  # measured: the Python runtime before any weight
     if memory["path"] != "streamed":
