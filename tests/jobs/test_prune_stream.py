@@ -63,6 +63,10 @@ def test_streamed_run_equals_the_in_memory_run(capsys, four_blocks, tmp_path):
     assert mem.layers == streamed.layers and mem.details["overall"] == streamed.details["overall"]
     assert mem.model["weights_sha256"] == streamed.model["weights_sha256"]
     assert all(stage.peak_rss_bytes for stage in streamed.stages)  # the peak per stage
+    from kenprune.report.runs import read_run
+
+    assert read_run(tmp_path / "str").summary["memory path"].startswith("streamed block by block (--stream on)")
+    assert "memory path" not in read_run(tmp_path / "mem").summary
     index = json.loads((tmp_path / "str" / "model" / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) == 5  # one shard per block + the rest
     assert not checkpoint_folder(tmp_path / "str").exists() and not leftovers(tmp_path)
