@@ -115,11 +115,15 @@ def test_sigkill_at_block_k_then_the_same_command_resumes_bit_identical(four_blo
     assert not checkpoint.exists() and not leftovers(tmp_path)
 
 
-def test_a_checkpoint_of_other_settings_is_refused(capsys, four_blocks, tmp_path):
+def test_a_checkpoint_of_other_settings_is_refused_unless_overwrite(capsys, four_blocks, tmp_path):
     killed = start(prune_argv(four_blocks, tmp_path / "run", "--stream", "on"), **{KILL_ENV: "0"})
     assert killed.returncode == -signal.SIGKILL
-    code, err = run(capsys, *prune_argv(four_blocks, tmp_path / "run", "--stream", "on", "--sparsity", "0.6"))
+    other = prune_argv(four_blocks, tmp_path / "run", "--stream", "on", "--sparsity", "0.6")
+    code, err = run(capsys, *other)
     assert code == 2 and "checkpoint of another run" in err.splitlines()[-1]
+    assert run(capsys, *other, "--overwrite")[0] == 0  # starts afresh
+    assert read(tmp_path / "run").details["memory"]["resumed_from_block"] == 0
+    assert not checkpoint_folder(tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC])

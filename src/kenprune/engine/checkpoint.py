@@ -69,8 +69,9 @@ class BlockSink:
         return self.count
 
     # -- resume ------------------------------------------------------------------------------------------
-    def resume(self) -> int:
-        """The next block to work on: 0, or where an interrupted run of the same settings stopped."""
+    def resume(self, discard_other: bool = False) -> int:
+        """The next block to work on: 0, or where an interrupted run of the same settings stopped. A checkpoint
+        of other settings is an error, or is discarded with `discard_other` (--overwrite)."""
         path = self.folder / STATE_FILE
         if not path.is_file():
             return 0
@@ -79,8 +80,12 @@ class BlockSink:
         except ValueError:
             return 0  # never written whole: start again
         if state.get("fingerprint") != self.fingerprint:
+            if discard_other:
+                self.discard()
+                return 0
             raise KenpruneError(f"{self.folder} holds a checkpoint of another run (other model or settings); "
-                                f"remove it, or rerun with the settings that made it")
+                                f"remove it, pass --overwrite to start afresh, or rerun with the settings that "
+                                f"made it")
         self.state = state
         if state.get("rng"):
             torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["rng"])), dtype=torch.uint8))

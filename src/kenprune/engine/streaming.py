@@ -148,14 +148,14 @@ class BlockStream:
 class PruneStream(BlockStream):
     """A streamed prune: every finished block goes to a BlockSink (resumable), the rest last."""
 
-    def __init__(self, lazy: LazyModel, sink: BlockSink, **options: Any) -> None:
+    def __init__(self, lazy: LazyModel, sink: BlockSink, *, discard_other: bool = False, **options: Any) -> None:
         super().__init__(lazy, **options)
         self.sink = sink
-        self.start = sink.resume()
+        self.start = sink.resume(discard_other)
         self.resumed_from = self.start
 
     def begin(self, hidden: list[torch.Tensor]) -> tuple[int, list[torch.Tensor]]:
-        if self.start > 0:
+        if 0 < self.start < self.sink.count:
             hidden = self.sink.saved_hidden()  # what entered block `start` in the interrupted run
         return super().begin(hidden)
 

@@ -76,12 +76,10 @@ class StreamedPrune:
         self.folder = Path(tempfile.mkdtemp(prefix="kenprune-stream-")) if self.temporary else \
             checkpoint_folder(output.folder)
         digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
-        if output.overwrite and (self.folder / "state.json").exists() and output.folder is not None \
-                and output.folder.exists():
-            shutil.rmtree(self.folder)  # a finished run being replaced: its checkpoint is stale
         self.sink = BlockSink(lazy, self.folder, digest, nm=nm, sparse_dtype=sparse_dtype)
-        self.stream = PruneStream(lazy, self.sink, activation_budget=memory["activation_budget_bytes"],
-                                  spill_dir=self.folder / "spill")
+        # a checkpoint of the same settings is resumed (to the same bytes); another one only goes with --overwrite
+        self.stream = PruneStream(lazy, self.sink, discard_other=output.overwrite,
+                                  activation_budget=memory["activation_budget_bytes"], spill_dir=self.folder / "spill")
 
     def details(self) -> dict[str, Any]:
         return {**self.memory, "checkpoint": None if self.temporary else str(self.folder),
