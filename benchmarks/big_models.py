@@ -2,7 +2,7 @@
 
 Part 1, in memory against streamed (`kenprune prune --stream off|on`), each run a fresh subprocess,
 alternated A B A B, medians reported: peak RSS (VmHWM), peak address space (VmPeak), prune time and
-wall time, the output weights hash (from the files) and the sparse file's sha256. Part 2, the proof:
+wall time (each stage's own peak: VmHWM is reset through /proc/self/clear_refs as a stage starts), the output weights hash (from the files) and the sparse file's sha256. Part 2, the proof:
 the same command under a hard address-space limit (RLIMIT_AS, set between the two paths' measured
 VmPeak) where the in-memory path fails and the streamed one succeeds. The streamed peak is compared
 with its formula: runtime + two blocks + activations kept in RAM + embeddings/head, each part measured.
@@ -34,7 +34,23 @@ def child(limit: int, argv: list[str]) -> None:
     """In the subprocess: set RLIMIT_AS (0: none), run the CLI in-process, print VmPeak / VmHWM as JSON."""
     if limit:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    import contextlib
+
+    import kenprune.measure as measure
     from kenprune.cli import main
+
+    starts: dict[str, int] = {}
+    timed = measure.StageTimer.stage
+
+    @contextlib.contextmanager
+    def own_peak(self, name):  # each stage's peak RSS its own: VmHWM reset to the current RSS at its start
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        starts[name] = measure.current_rss_bytes()
+        with timed(self, name):
+            yield
+
+    measure.StageTimer.stage = own_peak
 
     try:
         code = main(argv)
@@ -45,7 +61,7 @@ def child(limit: int, argv: list[str]) -> None:
         for line in fh:
             if line.startswith(("VmPeak:", "VmHWM:")):
                 status[line.split(":")[0]] = int(line.split()[1]) * 1024
-    print("BIGMODELS " + json.dumps({"code": code, **status}), flush=True)
+    print("BIGMODELS " + json.dumps({"code": code, "stage_start_rss": starts, **status}), flush=True)
     sys.exit(code)
 
 
@@ -82,11 +98,14 @@ def one_run(model: str, method: str, path: str, out: Path, args: argparse.Namesp
     result = kenprune(argv, limit)
     row = {"model": model, "method": method, "path": path, "limit_MiB": limit / 2**20 if limit else None,
            "ok": result["returncode"] == 0, "wall_s": result["wall_s"], "vm_peak_MiB": result.get("VmPeak", 0) / 2**20,
-           "peak_rss_MiB": result.get("VmHWM", 0) / 2**20, "error": result["error"]}
+           "error": result["error"]}
     if row["ok"]:
         record = read(out)
         stages = {s.name: s for s in record.stages}
-        row.update(prune_s=stages["prune"].seconds, total_s=sum(s.seconds for s in record.stages),
+        row.update(peak_rss_MiB=max(s.peak_rss_bytes for s in record.stages) / 2**20,  # stage peaks are their own
+                   stage_start_MiB={k: round(v / 2**20, 1) for k, v in result.get("stage_start_rss", {}).items()},
+                   prune_peak_MiB=stages["prune"].peak_rss_bytes / 2**20,
+                   prune_s=stages["prune"].seconds, total_s=sum(s.seconds for s in record.stages),
                    ppl=record.quality_of("after").value,
                    stage_peak_MiB={s.name: round(s.peak_rss_bytes / 2**20, 1) for s in record.stages},
                    weights_sha256=folder_sha256(out / "model"), sparse_sha256=sha256_file(out / "model.sparse.safetensors"),
@@ -95,15 +114,15 @@ def one_run(model: str, method: str, path: str, out: Path, args: argparse.Namesp
 
 
 def formula(row: dict) -> dict:
-    """The streamed peak's parts (record.details.memory + stage peaks) and their sum."""
+    """The streamed prune stage's peak against its parts: the RSS at the stage's start (Python runtime, skeleton,
+    calibration windows, allocator slack), two blocks, the activations kept in RAM, the embeddings and head."""
     m = row["memory"]
-    runtime = row["stage_peak_MiB"].get("calibration_data", m["runtime_rss_bytes"] / 2**20)
-    parts = {"runtime_MiB (peak after tokenizing the calibration data)": runtime,
+    parts = {"runtime_MiB (RSS as the prune stage starts)": row["stage_start_MiB"]["prune"],
              "two_blocks_MiB": 2 * m["block_bytes"] / 2**20,
              "activations_in_ram_MiB": (m["activations_bytes"] - m["spilled_bytes"]) / 2**20,
              "embeddings_head_MiB": m["embeddings_head_bytes"] / 2**20}
-    return {"parts": parts, "bound_MiB": sum(parts.values()), "measured_peak_rss_MiB": row["peak_rss_MiB"],
-            "holds": row["peak_rss_MiB"] <= sum(parts.values())}
+    return {"parts": parts, "bound_MiB": sum(parts.values()), "measured_prune_peak_MiB": row["prune_peak_MiB"],
+            "whole_run_peak_MiB": row["peak_rss_MiB"], "holds": row["prune_peak_MiB"] <= sum(parts.values())}
 
 
 def main() -> None:
@@ -136,7 +155,7 @@ def main() -> None:
                         row = one_run(model, method, path, Path(tmp) / f"{model}-{method}-{path}", args)
                         row["rep"] = rep
                         rows.append(row)
-                        print(f"{model} {method} stream={path} rep {rep}: ok={row['ok']} peak {row['peak_rss_MiB']:.0f} "
+                        print(f"{model} {method} stream={path} rep {rep}: ok={row['ok']} peak {row.get('peak_rss_MiB', 0):.0f} "
                               f"MiB, prune {row.get('prune_s', 0):.1f} s", flush=True)
                         load.append(os.getloadavg())
         summary = []
@@ -147,10 +166,13 @@ def main() -> None:
                 if not group["off"] or not group["on"]:
                     continue
                 med = {p: {k: statistics.median(r[k] for r in group[p]) for k in
-                           ("peak_rss_MiB", "vm_peak_MiB", "prune_s", "total_s", "wall_s")} for p in group}
+                           ("peak_rss_MiB", "prune_peak_MiB", "vm_peak_MiB", "prune_s", "total_s", "wall_s")}
+                       for p in group}
                 hashes = {p: {(r["weights_sha256"], r["sparse_sha256"]) for r in group[p]} for p in group}
                 summary.append({"model": model, "method": method,
                                 "peak_rss_MiB mem": med["off"]["peak_rss_MiB"], "peak_rss_MiB stream": med["on"]["peak_rss_MiB"],
+                                "prune_peak_MiB mem": med["off"]["prune_peak_MiB"],
+                                "prune_peak_MiB stream": med["on"]["prune_peak_MiB"],
                                 "vm_peak_MiB mem": med["off"]["vm_peak_MiB"], "vm_peak_MiB stream": med["on"]["vm_peak_MiB"],
                                 "prune_s mem": med["off"]["prune_s"], "prune_s stream": med["on"]["prune_s"],
                                 "time_ratio (total)": med["on"]["total_s"] / med["off"]["total_s"],
@@ -169,7 +191,7 @@ def main() -> None:
             for path in ("off", "on"):
                 row = one_run(entry["model"], entry["method"], path, Path(tmp) / f"cap-{entry['method']}-{path}", args,
                               limit=limit)
-                capped.append({k: row.get(k) for k in ("model", "method", "path", "limit_MiB", "ok", "peak_rss_MiB",
+                capped.append({k: row.get(k) for k in ("model", "method", "path", "limit_MiB", "ok",
                                                          "vm_peak_MiB", "wall_s", "error", "weights_sha256")})
                 capped[-1]["same_weights_as_uncapped"] = (row.get("weights_sha256") in
                                                           {r["weights_sha256"] for r in rows if r.get("weights_sha256")
@@ -179,14 +201,16 @@ def main() -> None:
             load.append(os.getloadavg())
     wall = time.perf_counter() - start
     print()
-    print_table(summary, ["model", "method", "peak_rss_MiB mem", "peak_rss_MiB stream", "vm_peak_MiB mem",
+    print_table(summary, ["model", "method", "peak_rss_MiB mem", "peak_rss_MiB stream", "prune_peak_MiB mem",
+                          "prune_peak_MiB stream", "vm_peak_MiB mem",
                           "vm_peak_MiB stream", "prune_s mem", "prune_s stream", "time_ratio (total)", "identical",
                           "ppl mem", "ppl stream"])
     print("\nstreamed peak formula (runtime + two blocks + activations in RAM + embeddings/head):")
     for entry in summary:
         f = entry["formula"]
         print(f"  {entry['method']}: " + " + ".join(f"{v:.0f}" for v in f["parts"].values()) +
-              f" = {f['bound_MiB']:.0f} MiB bound; measured {f['measured_peak_rss_MiB']:.0f} MiB; holds: {f['holds']}")
+              f" = {f['bound_MiB']:.0f} MiB bound; prune stage peak {f['measured_prune_peak_MiB']:.0f} MiB "
+              f"(whole run {f['whole_run_peak_MiB']:.0f}); holds: {f['holds']}")
     print("\nunder RLIMIT_AS (cgroup v2 memory.max is not available here: the machine mounts cgroup v1):")
     print_table(capped, ["model", "method", "path", "limit_MiB", "ok", "vm_peak_MiB", "error"])
     print(f"\nwall {wall:.0f} s; skipped: {skipped or 'none'}")
