@@ -133,7 +133,11 @@ def main() -> None:
     parser.add_argument("--seqlen", type=int, default=256)
     parser.add_argument("--eval-windows", type=int, default=4)
     parser.add_argument("--cap-methods", default="wanda", help="methods run again under the address-space cap")
+    parser.add_argument("--cap-only", type=float, default=None, metavar="MIB",
+                        help="rerun only the capped runs at this RLIMIT_AS, into the existing results file")
     args = parser.parse_args()
+    if args.cap_only:
+        return cap_only(args)
     import importlib.util
 
     import torch
@@ -223,6 +227,33 @@ def main() -> None:
                         "cap": "RLIMIT_AS (address space) set between the two paths' measured VmPeak",
                         "torch": torch.__version__},
          rows, summary=summary, capped=capped, skipped=skipped, loadavg=load, wall_seconds=wall)
+
+
+def cap_only(args: argparse.Namespace) -> None:
+    """The proof alone at a given cap (when the measured VmPeaks leave the automatic midpoint little room)."""
+    from kenprune.fileio import write_json
+
+    path = HERE.parent / "results" / "big_models.json"
+    data = json.loads(path.read_text())
+    limit = int(args.cap_only * 2**20)
+    capped = []
+    with tempfile.TemporaryDirectory(prefix="big-models-cap-") as tmp:
+        for method in args.cap_methods.split(","):
+            for path_mode in ("off", "on"):
+                row = one_run("smollm2-135m", method, path_mode, Path(tmp) / f"cap-{method}-{path_mode}", args, limit)
+                capped.append({k: row.get(k) for k in ("model", "method", "path", "limit_MiB", "ok", "vm_peak_MiB",
+                                                         "wall_s", "error", "weights_sha256")})
+                capped[-1]["same_weights_as_uncapped"] = (row.get("weights_sha256") in
+                                                          {r.get("weights_sha256") for r in data["rows"]
+                                                           if r["method"] == method}) if row["ok"] else None
+    print_table(capped, ["model", "method", "path", "limit_MiB", "ok", "vm_peak_MiB", "same_weights_as_uncapped",
+                         "error"])
+    data["capped"] = capped
+    data["cap_note"] = (f"RLIMIT_AS {args.cap_only:.0f} MiB, set by --cap-only between the measured VmPeaks "
+                        f"(cgroup v2 is not mounted here: the machine has cgroup v1)")
+    data["cap_loadavg"] = os.getloadavg()
+    write_json(path, data)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

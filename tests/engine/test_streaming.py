@@ -123,3 +123,18 @@ def test_a_truncated_shard_is_refused_naming_it(folders, tmp_path):
     with pytest.raises(KenpruneError, match=shards[1].name) as info:
         LazyModel.open(tmp_path / "sharded", tokenizer=False)
     assert "\n" not in str(info.value)
+
+
+def test_a_file_that_cannot_be_mapped_for_lack_of_memory_is_not_called_truncated(folders, monkeypatch):
+    import safetensors
+
+    from kenprune.formats.stream import open_safetensors
+
+    def no_memory(path, **_kwargs):
+        raise RuntimeError(f"unable to mmap 538090408 bytes from file <{path}>: Cannot allocate memory (12)")
+
+    monkeypatch.setattr(safetensors, "safe_open", no_memory)
+    with pytest.raises(KenpruneError, match="not enough memory to map") as info:
+        with open_safetensors(folders["llama"] / "model.safetensors"):
+            pass
+    assert "truncated" not in str(info.value) and "--stream on" in str(info.value)

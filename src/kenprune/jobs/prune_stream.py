@@ -30,6 +30,8 @@ def memory_plan(model: str, settings: PruneSettings) -> tuple[dict[str, Any], La
     """details["memory"] for the run, and the LazyModel when it streams (None: load it whole)."""
     from ..models.loading import resolve_model
 
+    if settings.stream == "off":
+        return {"path": "in-memory", "reason": "--stream off"}, None
     _, source, _ = resolve_model(model)
     local = Path(source).is_dir() and (any(Path(source).glob("*.safetensors")))
     if not local:
