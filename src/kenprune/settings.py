@@ -17,6 +17,7 @@ DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_ENCODER = "minilm-l6"
 BOS_POLICIES = ("auto", "prepend", "none")
 SPARSE_DTYPES = ("same", "float32", "float16", "bfloat16")
+STREAM_MODES = ("auto", "on", "off")  # prune block by block from the files (models bigger than memory), or not
 KEN_VALUE_DTYPES = ("fp32", "fp16", "bf16")
 KEN_TENSORS = ("all", "blocks")  # every parameter tensor (the paper), or transformer blocks only
 SEARCH_STRATEGIES = ("evolution", "random")
@@ -176,6 +177,8 @@ class PruneSettings(Settings):
     include_embeddings: bool = False
     sparse_dtype: str = "same"
     device: str | None = None
+    max_memory: str | None = None  # e.g. "600MB", "4GB"; None: a share of the memory available
+    stream: str = "auto"  # auto: stream when the in-memory path would not fit max_memory
 
     def check(self) -> "PruneSettings":
         from .methods import METHODS, Pattern, check_sparsity
@@ -199,6 +202,12 @@ class PruneSettings(Settings):
             if pattern.is_nm or isinstance(sparsity, Mapping):
                 raise KenpruneError("--allocation spreads one --sparsity over layers; drop --pattern N:M or the ratios")
             check_allocation(self.allocation)
+        if self.stream not in STREAM_MODES:
+            raise KenpruneError(f"unknown --stream {self.stream!r}; choose one of: {', '.join(STREAM_MODES)}")
+        if self.max_memory is not None:
+            from .engine.streaming import parse_size
+
+            parse_size(self.max_memory)
         return self
 
     def resolved_sparsity(self) -> Sparsity:

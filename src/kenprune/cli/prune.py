@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..settings import PruneSettings
+from ..settings import STREAM_MODES, PruneSettings
 from .options import add_calibration, add_evaluation, add_model, add_output, add_tasks, calibration_from, \
     evaluation_from, output_from, task_lines
 from .report import write_report_quietly
@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sparse-dtype", default=d.sparse_dtype, help="values dtype in the sparse file: "
                                                                   "same|float32|float16|bfloat16 (default same)")
     p.add_argument("--device", default=d.device, help="compute device (default: cuda if present, else cpu)")
+    p.add_argument("--max-memory", default=d.max_memory,
+                   help="memory the run may use, e.g. 600MB or 4GB: above it the model is streamed block by block "
+                        "from its safetensors files (default: 80%% of the memory available)")
+    p.add_argument("--stream", default=d.stream, choices=STREAM_MODES,
+                   help="auto: stream when the in-memory path would exceed --max-memory (default); on: always; "
+                        "off: never. A streamed run killed midway resumes from its last block (OUT.checkpoint)")
     add_calibration(p, dtype=True)
     add_evaluation(p)
     add_tasks(p)
@@ -41,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def settings_from(args: argparse.Namespace) -> PruneSettings:
     return PruneSettings(method=args.method, sparsity=args.sparsity, pattern=args.pattern, group=args.group,
                          allocation=args.allocation, include_embeddings=args.include_embeddings,
-                         sparse_dtype=args.sparse_dtype, device=args.device)
+                         sparse_dtype=args.sparse_dtype, device=args.device, max_memory=args.max_memory,
+                         stream=args.stream)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -79,35 +79,46 @@ def prune_model(model: nn.Module, calibration: CalibrationData = None, *, method
                 sparsity: Sparsity = 0.5, pattern: str | Pattern | None = None, group: str | None = None,
                 include_embeddings: bool = False, device: str | torch.device | None = None,
                 batch_size: int = Calibration.batch_size, progress: bool = True,
-                dtype: str | torch.dtype | None = None) -> dict[str, Any]:
+                dtype: str | torch.dtype | None = None, stream: Any = None) -> dict[str, Any]:
     """Prune `model` in place, block by block; returns the sparsity report (see `sparsity_report`).
 
     calibration: windows [n, seqlen] or captured BlockInputs (not needed for magnitude).
     group: comparison group (magnitude: matrix|row, wanda: row|matrix, sparsegpt: block|row).
     dtype: compute dtype of the block forwards (None: the model's own); statistics stay float32,
     masks and weight updates use the model's own weights (`kenprune.precision`).
+    stream: a `kenprune.engine.streaming.BlockStream` (a model bigger than memory): each block is read before
+    its step and written after it; the report comes from what was written.
     """
     spec = METHODS.get(method)
     pattern = Pattern.parse(pattern)
     group = group or spec.default_group
     targets = layer_targets(model, sparsity, pattern)
-    if spec.statistic == NO_STATISTIC:
+    if spec.statistic == NO_STATISTIC and stream is not None:
+        for linears in stream.each_block(progress=progress, desc=f"{method} blocks"):
+            for name, module in linears.items():
+                if targets[name] > 0:
+                    _prune_layer(spec, module, None, targets[name], pattern, group)
+    elif spec.statistic == NO_STATISTIC:
         todo = [(name, module) for name, module in model.named_modules() if targets.get(name, 0.0) > 0]
         for name, module in tqdm(todo, desc=f"{method} layers", unit="layer", disable=not progress, leave=False):
             _prune_layer(spec, module, None, targets[name], pattern, group)
     else:
         owned = not isinstance(calibration, BlockInputs)  # captured here: the engine may free them as it goes
-        inputs = _inputs(model, calibration, batch_size)
+        inputs = stream.capture(calibration, batch_size) if stream is not None and isinstance(calibration, torch.Tensor) \
+            else _inputs(model, calibration, batch_size)
         for step in sequential_blocks(model, inputs, device=device, progress=progress, desc=f"{method} blocks",
-                                      consume=owned, dtype=dtype):
+                                      consume=owned, dtype=dtype, stream=stream):
             todo = {n: m for n, m in step.linears.items() if targets[n] > 0}
             if not todo:
                 continue
             stats = step.collect(spec.statistic)
             for name, module in todo.items():
                 _prune_layer(spec, module, stats[name], targets[name], pattern, group)
-    report = sparsity_report(model)
-    if include_embeddings:  # at the block Linears' overall sparsity
+    if stream is not None:  # the rest (embeddings, head) is written last, pruned first when asked
+        report = stream.finish(include_embeddings)
+    else:
+        report = sparsity_report(model)
+    if include_embeddings and stream is None:  # at the block Linears' overall sparsity
         prune_embeddings(model, report["block_linears"]["sparsity"])
         report = sparsity_report(model)
     report["targets"] = {"method": method, "pattern": str(pattern), "group": group,
@@ -162,16 +173,21 @@ def layer_scores(model: nn.Module, calibration: CalibrationData = None, *, metho
     return out
 
 
+def block_sparsity(blocks_name: str, index: int, block: nn.Module) -> list[dict[str, Any]]:
+    """Exact zeros of each Linear of one block (a row of the sparsity report's `layers`)."""
+    layers = []
+    for name, module in block_linears(block, f"{blocks_name}.{index}" if blocks_name else str(index)).items():
+        w = linear_weight(module)
+        zeros = w.numel() - int(torch.count_nonzero(w))
+        layers.append({"name": name, "block": index, "shape": list(w.shape), "parameters": w.numel(),
+                       "zeros": zeros, "sparsity": zeros / w.numel()})
+    return layers
+
+
 def sparsity_report(model: nn.Module) -> dict[str, Any]:
     """Exact zeros per block Linear, over all block Linears (the papers' count) and over all parameters."""
     blocks_name, blocks = find_blocks(model)
-    layers = []
-    for i, block in enumerate(blocks):
-        for name, module in block_linears(block, f"{blocks_name}.{i}" if blocks_name else str(i)).items():
-            w = linear_weight(module)
-            zeros = w.numel() - int(torch.count_nonzero(w))
-            layers.append({"name": name, "block": i, "shape": list(w.shape), "parameters": w.numel(),
-                           "zeros": zeros, "sparsity": zeros / w.numel()})
+    layers = [layer for i, block in enumerate(blocks) for layer in block_sparsity(blocks_name, i, block)]
     linear_params = sum(layer["parameters"] for layer in layers)
     linear_zeros = sum(layer["zeros"] for layer in layers)
     seen: set[int] = set()

@@ -247,7 +247,8 @@ def _module_device(module: nn.Module) -> torch.device:
 
 def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | torch.device | None = None,
                       recompute: bool = True, progress: bool = True, desc: str = "blocks",
-                      consume: bool = False, dtype: str | torch.dtype | None = None) -> Iterator[BlockStep]:
+                      consume: bool = False, dtype: str | torch.dtype | None = None,
+                      stream: Any = None) -> Iterator[BlockStep]:
     """Yield each block in order with its calibration inputs, on the compute device only while yielded.
 
     After the consumer is done with a step, the block's outputs feed the next block: recomputed
@@ -257,6 +258,8 @@ def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | to
     one-shot prune then holds one block's inputs and outputs, never a third copy).
     `dtype`: the compute dtype of the block forwards (`kenprune.precision`); the activations passed
     between blocks and every statistic stay in the model's precision / float32.
+    `stream`: a `kenprune.engine.streaming.BlockStream` for models bigger than memory: it says where the
+    pass starts (a resumed run) and loads each block's weights before its step and writes and frees them after.
     """
     blocks_name, blocks = find_blocks(model)
     if len(inputs.extras) != len(blocks):
@@ -268,7 +271,16 @@ def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | to
     if consume:
         inputs.hidden = []
     inputs = replace(inputs, hidden=[]).to(device)  # the per-block arguments; hidden states travel in `hidden`
+    start = 0
+    if stream is not None:
+        start, hidden = stream.begin(hidden)
+        owned = owned or start > 0
+    step = None
     for index, block in enumerate(tqdm(blocks, desc=desc, unit="block", disable=not progress, leave=False)):
+        if index < start:  # finished by an earlier, interrupted run
+            continue
+        if stream is not None:
+            stream.load(index, block)
         home = _module_device(block)
         block.to(device)
         name = f"{blocks_name}.{index}" if blocks_name else str(index)
@@ -283,6 +295,8 @@ def sequential_blocks(model: nn.Module, inputs: BlockInputs, *, device: str | to
             owned = True  # from here on every tensor in `hidden` was made by the engine
         finally:
             block.to(home)
+        if stream is not None:
+            stream.done(index, block, hidden)
         step.hidden = step.outputs = None  # type: ignore[assignment]
         release_free_memory()  # the step's freed temporaries go back to the OS, not into the next block's peak
     del hidden, step

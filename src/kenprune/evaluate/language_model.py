@@ -160,20 +160,27 @@ def perplexity(loaded: LoadedModel, protocol: PerplexityProtocol | None = None, 
     tokens = tokenize_stream(loaded.tokenizer, text)
     bos_id = resolve_bos(loaded, protocol.bos)
     windows = make_windows(tokens, protocol.seqlen, bos_id, protocol.max_windows)
-    device = next(loaded.model.parameters()).device
     start = time.perf_counter()
     nll_sum = 0.0
     bad: list[int] = []  # windows whose loss is NaN or infinite
-    bar = tqdm(total=windows.size(0), desc=f"perplexity {protocol.data}", unit="win",
-               disable=not progress, leave=False)
-    with compute_dtype(loaded.model, protocol.dtype, device):  # float32: the model as it is
+    streamed = getattr(loaded, "streamed_nll", None)  # a model read block by block (kenprune.models.lazy)
+    if streamed is not None:  # every window through block 0, then block 1, ...: the same batches, the same sums
+        every = streamed(windows, batch_size=batch_size, dtype=protocol.dtype, progress=progress)
+        bad = [int(j) for j in torch.nonzero(~torch.isfinite(every)).flatten()]
         for i in range(0, windows.size(0), batch_size):
-            batch = windows[i:i + batch_size].to(device)
-            nll = window_nll(loaded.model, batch).cpu()
-            bad.extend(i + int(j) for j in torch.nonzero(~torch.isfinite(nll)).flatten())
-            nll_sum += float(nll.sum())
-            bar.update(batch.size(0))
-    bar.close()
+            nll_sum += float(every[i:i + batch_size].sum())
+    else:
+        device = next(loaded.model.parameters()).device
+        bar = tqdm(total=windows.size(0), desc=f"perplexity {protocol.data}", unit="win",
+                   disable=not progress, leave=False)
+        with compute_dtype(loaded.model, protocol.dtype, device):  # float32: the model as it is
+            for i in range(0, windows.size(0), batch_size):
+                batch = windows[i:i + batch_size].to(device)
+                nll = window_nll(loaded.model, batch).cpu()
+                bad.extend(i + int(j) for j in torch.nonzero(~torch.isfinite(nll)).flatten())
+                nll_sum += float(nll.sum())
+                bar.update(batch.size(0))
+        bar.close()
     check_finite_nll(protocol.data, bad, windows.size(0))
     seconds = time.perf_counter() - start
     predicted = windows.size(0) * (protocol.seqlen - 1)

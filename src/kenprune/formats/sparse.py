@@ -128,21 +128,44 @@ def save_sparse(state: Mapping[str, torch.Tensor] | torch.nn.Module, path: str |
                 aliases[name] = owners[key]
                 continue
             owners[key] = name
-            t = t.detach().cpu()
-            if dtype is not None and t.is_floating_point():
-                t = t.to(dtype)
-            encoding, parts = _encode(t, nm)
-            entries[name] = {"encoding": encoding, "shape": list(t.shape),
-                             "dtype": str(t.dtype).removeprefix("torch.")}
-            if encoding in (NM, NM_TRANSPOSED):
-                entries[name].update(n=nm[0], m=nm[1])
-            entries[name]["crc32"] = _crc32(parts)
+            entries[name], parts = encode_tensor(t, nm=nm, dtype=dtype)
             for part, value in parts.items():
-                yield (f"{name}::{part}" if part else name), value
-        metadata["kenprune"] = json.dumps({"format": FORMAT, "version": VERSION, "tensors": entries,
-                                           "aliases": aliases, "config": config, "model_class": model_class})
+                yield part_name(name, part), value
+        metadata["kenprune"] = manifest_json(entries, aliases, config, model_class)
 
     write_safetensors(path, encoded(), metadata)
+    return summary(path, entries, nm, dtype)
+
+
+def encode_tensor(t: torch.Tensor, *, nm: tuple[int, int] | None = None, dtype: torch.dtype | None = None
+                  ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """One tensor's manifest entry and stored parts (what `save_sparse` writes for it)."""
+    t = t.detach().cpu()
+    if dtype is not None and t.is_floating_point():
+        t = t.to(dtype)
+    encoding, parts = _encode(t, nm)
+    entry: dict[str, Any] = {"encoding": encoding, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+    if encoding in (NM, NM_TRANSPOSED):
+        entry.update(n=nm[0], m=nm[1])
+    entry["crc32"] = _crc32(parts)
+    return entry, parts
+
+
+def part_name(name: str, part: str) -> str:
+    """The safetensors key of one stored part of tensor `name`."""
+    return f"{name}::{part}" if part else name
+
+
+def manifest_json(entries: Mapping[str, Any], aliases: Mapping[str, str], config: Mapping[str, Any] | None,
+                  model_class: str | None) -> str:
+    """The `kenprune` metadata value of a sparse file."""
+    return json.dumps({"format": FORMAT, "version": VERSION, "tensors": entries, "aliases": aliases,
+                       "config": config, "model_class": model_class})
+
+
+def summary(path: str | Path, entries: Mapping[str, Any], nm: tuple[int, int] | None,
+            dtype: torch.dtype | None) -> dict[str, Any]:
+    """What `save_sparse` returns: the file, its bytes and how many tensors each encoding holds."""
     counts: dict[str, int] = {}
     for entry in entries.values():
         counts[entry["encoding"]] = counts.get(entry["encoding"], 0) + 1

@@ -65,6 +65,9 @@ def open_safetensors(path: str | Path, hint: str = "") -> Iterator[Any]:
     try:
         handle = safe_open(str(path), framework="pt")
     except Exception as exc:  # SafetensorError, OSError, ...: safetensors raises several types
+        if "Cannot allocate memory" in str(exc):  # a memory or address-space limit, not a damaged file
+            raise KenpruneError(f"not enough memory to map {path} ({describe(exc)}); free memory, or prune with "
+                                f"--stream on to read it block by block") from None
         raise KenpruneError(f"{path} is truncated or not a readable safetensors file ({describe(exc)})"
                             f"{'; ' + hint if hint else ''}") from None
     with handle:

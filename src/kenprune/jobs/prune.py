@@ -26,10 +26,11 @@ def _file_sizes(model: torch.nn.Module, root: Path, sparse: dict[str, Any],
     itemsize = {None: None, "float16": 2, "bfloat16": 2, "float32": 4}[sparse["dtype"]]
     seen: set[int] = set()
     dense_same_dtype = 0
-    for t in model.state_dict().values():
-        if t.untyped_storage().data_ptr() in seen:
+    for t in model.state_dict(keep_vars=True).values():
+        key = id(t) if t.device.type == "meta" else t.untyped_storage().data_ptr()  # a streamed skeleton: by tensor
+        if key in seen:
             continue
-        seen.add(t.untyped_storage().data_ptr())
+        seen.add(key)
         dense_same_dtype += t.numel() * (itemsize if itemsize and t.is_floating_point() else t.element_size())
     size = itemsize or next(model.parameters()).element_size()
     payload = (block_linears["parameters"] - block_linears["zeros"]) * size + block_linears["parameters"] / 8
@@ -66,6 +67,7 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     from ..models.loading import load_model, load_tokenizer, save_model
     from ..precision import resolve_dtype
     from ..engine.sequential import resolve_device
+    from .prune_stream import StreamedPrune, check_streamable, memory_plan
 
     settings.check()
     evaluation.check()
@@ -73,6 +75,9 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     if spec.statistic != "none":
         calibration.check()
     check_output(output, [model, settings.allocation])
+    memory, lazy = memory_plan(model, settings)  # streamed when the whole model would not fit (settings.max_memory)
+    if lazy is not None:
+        check_streamable(settings, evaluation)
     parsed = Pattern.parse(settings.pattern)
     sparsity = settings.resolved_sparsity()
     timer = StageTimer()
@@ -81,7 +86,7 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
         with timer.stage("calibration_data"):  # tokenizer's transient buffers and the weights never peak together
             windows = windows_for(load_tokenizer(model), calibration)
     with timer.stage("load"):
-        loaded = load_model(model)
+        loaded = lazy.loaded() if lazy is not None else load_model(model)
     with timer.stage("identify"):
         identity = loaded.identity()
     precision = resolve_dtype(calibration.dtype, resolve_device(settings.device))
@@ -93,6 +98,15 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
         resolved["calibration"] = {**calibration.to_dict(), "dtype": precision.dtype}
     record = new_record("prune", identity, settings.method,
                         given(model=model, prune=settings, calibration=calibration, evaluation=evaluation), resolved)
+    streamed = None
+    if lazy is not None:  # a checkpoint beside the output: a killed run continues from its last block
+        same_run = {"model": identity["weights_sha256"], "calibration": resolved.get("calibration"),
+                    "prune": {k: v for k, v in resolved["prune"].items() if k not in ("max_memory", "stream")}}
+        streamed = StreamedPrune(lazy, output, same_run,
+                                 memory, nm=(parsed.n, parsed.m) if parsed.is_nm else None,
+                                 sparse_dtype=SPARSE_DTYPES[settings.sparse_dtype])
+        loaded.device, loaded.activation_budget, loaded.spill_dir = \
+            settings.device, memory["activation_budget_bytes"], streamed.folder / "spill"
     if evaluation.enabled and evaluation.before:
         with timer.stage("eval_before"):
             record.quality.append(evaluate(loaded, evaluation, role="before", label="dense", progress=progress))
@@ -114,7 +128,8 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
         report = prune_model(loaded.model, windows, method=settings.method, sparsity=sparsity, pattern=parsed,
                              group=settings.group, include_embeddings=settings.include_embeddings,
                              device=settings.device, batch_size=calibration.batch_size, progress=progress,
-                             dtype=precision.dtype)
+                             dtype=precision.dtype, stream=streamed.stream if streamed else None)
+    record.details["memory"] = streamed.details() if streamed else memory
     record.layer_quantity = "sparsity"
     record.layers = _layer_table(report, allocated)
     record.details.update({"sparsity": report["block_linears"]["sparsity"],
@@ -129,25 +144,43 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
                                          "sampling": "uniform random windows, no BOS"}
         record.details["precision"] = {**precision.to_dict(), "statistics": "float32",
                                        "weights": str(next(loaded.model.parameters()).dtype).replace("torch.", "")}
+    if streamed is not None:  # the output is assembled from the written blocks, then evaluated from there
+        with timer.stage("save"):
+            sparse = streamed.assemble(loaded.tokenizer, {"bos": loaded.bos, **_model_record(identity, settings, parsed,
+                                                                                            resolved)},
+                                       MODEL_DIR, SPARSE_FILE)
     if evaluation.enabled:
         with timer.stage("eval_after"):
-            record.quality.append(evaluate(loaded, evaluation, role="after", label="pruned", progress=progress))
+            record.quality.append(evaluate(streamed.pruned(MODEL_DIR) if streamed else loaded, evaluation,
+                                           role="after", label="pruned", progress=progress))
     if evaluation.tasks_enabled:
         with timer.stage("tasks_after"):
             record.quality += evaluate_tasks(loaded, evaluation, role="after", label="pruned", progress=progress)
     with output_folder(output) as tmp:
         if tmp is not None:
             with timer.stage("save"):
-                save_model(loaded, tmp / MODEL_DIR, {"base": identity, "pruning": {
-                    "method": settings.method, "pattern": str(parsed), "sparsity_target": resolved["prune"]["sparsity"]}})
-                sparse = save_sparse(loaded.model, tmp / SPARSE_FILE, nm=(parsed.n, parsed.m) if parsed.is_nm else None,
-                                     dtype=SPARSE_DTYPES[settings.sparse_dtype])
+                if streamed is not None:
+                    streamed.move_into(tmp)
+                else:
+                    save_model(loaded, tmp / MODEL_DIR, _model_record(identity, settings, parsed, resolved))
+                    sparse = save_sparse(loaded.model, tmp / SPARSE_FILE,
+                                         nm=(parsed.n, parsed.m) if parsed.is_nm else None,
+                                         dtype=SPARSE_DTYPES[settings.sparse_dtype])
                 record.details["sizes"] = _file_sizes(loaded.model, tmp, sparse, report["block_linears"])
                 record.details["sparse_encoding"] = sparse
                 record.files = [FileEntry(MODEL_DIR, "hf-folder", path_bytes(tmp / MODEL_DIR), "model"),
                                 FileEntry(SPARSE_FILE, "sparse-safetensors", sparse["bytes"], "sparse")]
         write_record(record, tmp, timer)
+    if streamed is not None:
+        streamed.cleanup()  # the output is complete: the checkpoint has served
     return record
+
+
+def _model_record(identity: dict[str, Any], settings: PruneSettings, parsed: Any, resolved: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """kenprune.json of the pruned model folder: its base and how it was pruned."""
+    return {"base": identity, "pruning": {"method": settings.method, "pattern": str(parsed),
+                                          "sparsity_target": resolved["prune"]["sparsity"]}}
 
 
 def prune(model: str = DEFAULT_MODEL, *, calibration: Calibration = Calibration(),

@@ -265,6 +265,11 @@ def prune_view(run: Run) -> None:
                                          if ratio is not None else ""))
     if d.get("latency"):
         _latency(run, d["latency"])
+    memory = d.get("memory")
+    if memory and memory.get("path") == "streamed":  # models bigger than memory (engine/streaming.py)
+        resumed = memory.get("resumed_from_block")
+        run.summary["memory path"] = (f"streamed block by block ({memory.get('reason', '')})"
+                                      + (f"; resumed from block {resumed}" if resumed else ""))
     if d.get("calibration"):
         run.protocol["calibration"] = d["calibration"]
     if run.layers is not None:
