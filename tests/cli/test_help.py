@@ -65,3 +65,4 @@ def test_models_listing_gives_the_readme_install_command_and_the_cache_rule(caps
     assert str(tmp_path / "cache") in out
     for words in ("$KENPRUNE_CACHE", "$XDG_CACHE_HOME/kenprune", "~/.cache/kenprune"):
         assert words in out and words in readme
+

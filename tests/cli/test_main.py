@@ -75,3 +75,16 @@ def test_console_script_reports_errors_without_traceback():
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("kenprune: error: unknown model")
     assert "Traceback" not in proc.stderr
+
+
+def test_an_interrupted_streamed_prune_names_the_checkpoint_it_resumes_from(tmp_path):
+    import argparse
+
+    from kenprune.cli import _resume_note
+
+    out = tmp_path / "big"
+    args = argparse.Namespace(command="prune", out=str(out))
+    assert _resume_note(args) == ""  # an in-memory prune keeps nothing
+    (tmp_path / "big.checkpoint").mkdir()
+    assert "big.checkpoint keeps the finished blocks" in _resume_note(args)
+    assert "resumes from its checkpoint" in _resume_note(argparse.Namespace(command="search", out=None))

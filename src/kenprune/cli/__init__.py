@@ -127,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_third_party()
     from ..errors import KenpruneError
 
-    resume = " (a search resumes from its checkpoint)" if args.command == "search" else ""
     try:
         with _stop_on_signals():
             return int(args.func(args) or 0)
@@ -143,12 +142,26 @@ def main(argv: list[str] | None = None) -> int:
         _fail(f"kenprune: error: {exc.strerror or exc}{where}; nothing half-written was kept")
         return 2
     except KeyboardInterrupt:
-        _fail(f"kenprune: interrupted; nothing half-written was kept{resume}")
+        _fail(f"kenprune: interrupted; nothing half-written was kept{_resume_note(args)}")
         return 130
     except Stopped as stop:
         name = signal.Signals(stop.signum).name
-        _fail(f"kenprune: stopped by {name}; nothing half-written was kept{resume}")
+        _fail(f"kenprune: stopped by {name}; nothing half-written was kept{_resume_note(args)}")
         return 128 + stop.signum
+
+
+def _resume_note(args: argparse.Namespace) -> str:
+    """What an interrupted command keeps to resume from: a search's checkpoint, a streamed prune's blocks."""
+    if args.command == "search":
+        return " (a search resumes from its checkpoint)"
+    out = getattr(args, "out", None)
+    if args.command == "prune" and out:
+        from ..engine.checkpoint import checkpoint_folder
+
+        folder = checkpoint_folder(out)
+        if folder.is_dir():
+            return f" ({folder} keeps the finished blocks: the same command resumes from them)"
+    return ""
 
 
 if __name__ == "__main__":
