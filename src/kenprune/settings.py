@@ -474,6 +474,47 @@ class TokenSettings(Settings):
         return self.schedule if self.schedule is not None else 0.6 if self.keep is None else float(self.keep)
 
 
+FEDERATED_WEIGHTINGS = ("tokens", "equal")  # kenprune.federated.stats.WEIGHTINGS
+
+
+@dataclass(frozen=True)
+class FederatedSettings(Settings):
+    """Federated calibration (kenprune.federated): statistics computed where the data is, merged, pruned here.
+
+    clients: one CORPUS:SPLIT per client, each sampled with the Calibration's windows/seqlen/seed and
+    calibrated in per-block rounds (the centralized engine's result); stats: statistics files or `kenprune
+    stats` folders instead (one round on the dense model). weighting: tokens (the union's statistics) or
+    equal (each client the same say). workers > 1 or ray_address: clients as Ray actors. agreement: each
+    client's own masks compared with the merged ones."""
+
+    clients: tuple[str, ...] = ()
+    stats: tuple[str, ...] = ()
+    weighting: str = "tokens"
+    workers: int = 1
+    ray_address: str | None = None
+    agreement: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "clients", tuple(self.clients))
+        object.__setattr__(self, "stats", tuple(str(s) for s in self.stats))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.clients or self.stats)
+
+    def check(self) -> "FederatedSettings":
+        if self.clients and self.stats:
+            raise KenpruneError("give --clients (calibrate in rounds) or --stats FILE... (exported statistics), "
+                                "not both")
+        if self.weighting not in FEDERATED_WEIGHTINGS:
+            raise KenpruneError(f"unknown --weighting {self.weighting!r}; choose one of: "
+                                f"{', '.join(FEDERATED_WEIGHTINGS)}")
+        _positive(self.workers, "--workers")
+        for i, data in enumerate(self.clients):
+            _data_ref(data, f"--clients (client {i + 1})", default_split="calib")
+        return self
+
+
 def given(**values: Any) -> dict[str, Any]:
     """The settings as the user gave them (None and empty values left out), for the record."""
     out = {}
@@ -487,4 +528,4 @@ def given(**values: Any) -> dict[str, Any]:
 __all__ = ["Calibration", "Evaluation", "Output", "PruneSettings", "StructuredSettings", "KenSettings",
            "SearchSettings", "LoraSettings", "FinetuneSettings", "DEFAULT_MODEL", "STRUCTURED_CALIBRATION",
            "STRUCTURED_EVALUATION", "KEN_EVALUATION", "SEARCH_CALIBRATION", "SEARCH_EVALUATION", "RECOVER_EVALUATION",
-           "FINETUNE_EVALUATION", "TokenSettings", "field"]
+           "FINETUNE_EVALUATION", "TokenSettings", "field", "FederatedSettings"]

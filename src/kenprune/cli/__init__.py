@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "search",
     "structured",
     "tokens",
+    "stats",
 )
 
 

@@ -135,7 +135,7 @@ class _RayPool:
             self.ray.kill(a, no_restart=True)
 
 
-def _method(method: str) -> Method:
+def calibrated_method(method: str) -> Method:
     spec = METHODS.get(method)
     if spec.statistic == NO_STATISTIC:
         raise KenpruneError(f"{method} uses no calibration data, so there is nothing to federate; "
@@ -171,7 +171,7 @@ def prune_block(spec: Method, linears: Mapping[str, nn.Module], targets: Mapping
     return out
 
 
-def _agreement_summary(per_layer: Mapping[str, list[float]], sizes: Mapping[str, int],
+def agreement_summary(per_layer: Mapping[str, list[float]], sizes: Mapping[str, int],
                        clients: Sequence[dict[str, Any]]) -> dict[str, Any]:
     total = sum(sizes[n] for n in per_layer) or 1
     means = [sum(v[i] * sizes[n] for n, v in per_layer.items()) / total for i in range(len(clients))]
@@ -192,7 +192,7 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
     (a name or folder; default: a pickled copy of `model`). Returns the sparsity report with a
     `federated` entry: mode, executor, weighting, each client's identity and weight, agreement, timing.
     """
-    spec = _method(method)
+    spec = calibrated_method(method)
     if not clients:
         raise KenpruneError("federated calibration needs at least one client")
     pattern = Pattern.parse(pattern)
@@ -236,7 +236,7 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
         "executor": pool.name, "workers": pool.workers, "ray_address": ray_address, "weighting": weighting,
         "clients": [{**i, "weight": w} for i, w in zip(identities, weights)],
         "tokens": sum(i["tokens"] for i in identities), "seconds": time.perf_counter() - start,
-        "agreement": _agreement_summary(per_layer, sizes, identities) if agreement else None}
+        "agreement": agreement_summary(per_layer, sizes, identities) if agreement else None}
     return report
 
 
@@ -258,7 +258,7 @@ def prune_from_stats(model: nn.Module, layers: Mapping[str, ShardStats], *, meth
     """Prune `model` in place from given statistics (a merged statistics file): no calibration pass.
 
     alone: each client's own statistics, for the agreement of their masks with the merged ones."""
-    spec = _method(method)
+    spec = calibrated_method(method)
     pattern = Pattern.parse(pattern)
     group = group or spec.default_group
     targets = layer_targets(model, sparsity, pattern)

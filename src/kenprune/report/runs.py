@@ -267,6 +267,11 @@ def prune_view(run: Run) -> None:
         _latency(run, d["latency"])
     if d.get("calibration"):
         run.protocol["calibration"] = d["calibration"]
+    if d.get("federated"):
+        from ..federated.report import federated_rows
+
+        _rows(run.summary, federated_rows(d["federated"]))
+        run.series = f"{run.method} (federated, {d['federated']['mode']})"
     if run.layers is not None:
         run.layers.target = numeric_target
     _uniform_note(run, "layer")
@@ -444,6 +449,17 @@ def tokens_view(run: Run) -> None:
     run.series = f"{run.method} (tokens)"
     run.headline = (f"{run.method}, schedule {d['schedule_text']}, {_quality_text(run)}, FLOPs "
                     f"{d['flops']['ratio']:.2f}x, speed-up {lat['speedup']:.2f}x")
+
+
+@RUN_KINDS.register("stats", "kenprune stats export|merge: federated calibration statistics (sums and counts)")
+def stats_view(run: Run) -> None:
+    from ..federated.report import federated_rows
+
+    d = run.record.details
+    _rows(run.summary, {"operation": d["operation"], "statistic": f"{d['statistic']} for {run.method}",
+                        "blocks": d["blocks"]})
+    _rows(run.summary, federated_rows({**d, "executor": d["operation"], "workers": None}))
+    run.headline = f"{d['operation']}: {d['statistic']} statistics, {len(d['clients'])} client(s), {d['tokens']} tokens"
 
 
 # ----------------------------------------------------------------------------- entry point
