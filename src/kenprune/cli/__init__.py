@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "structured",
     "tokens",
     "stats",
+    "phase_map",
 )
 
 

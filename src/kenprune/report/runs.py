@@ -462,6 +462,28 @@ def stats_view(run: Run) -> None:
     run.headline = f"{d['operation']}: {d['statistic']} statistics, {len(d['clients'])} client(s), {d['tokens']} tokens"
 
 
+@RUN_KINDS.register("phase-map", "kenprune phase-map: prunability over temperature x density, regimes named")
+def phase_map_view(run: Run) -> None:
+    from collections import Counter
+
+    d = run.record.details
+    counts = Counter(c["regime"] for c in d["cells"])
+    _rows(run.summary, {
+        "temperature-like axis": f"{d['axis']}: {', '.join(map(str, d['temperatures']))}",
+        "densities": ", ".join(f"{x:g}" for x in d["densities"]),
+        "held-out set": f"{d['held_out']['data']}, {d['held_out']['examples']} examples of {d['held_out']['seqlen']} "
+                        f"tokens ({d['quality_metric']})",
+        "recovery": f"{d['recover_steps']} masked steps" if d["recover_steps"] else "none",
+        "barrier": f"{d['barrier_between']}; {d['alphas']} points",
+        "similarity": d["similarity"],
+        "regimes": "; ".join(f"{k} ({counts.get(k, 0)} cells): {v}" for k, v in d["regimes"].items()),
+        "thresholds": f"barrier > {d['thresholds']['barrier']:g} nats: I; CKA >= {d['thresholds']['similarity']:g}: "
+                      f"II-B",
+    })
+    run.headline = (f"{run.method} phase map, {len(d['temperatures'])} x {len(d['densities'])} cells: "
+                    + ", ".join(f"{k} {counts.get(k, 0)}" for k in d["regimes"]))
+
+
 # ----------------------------------------------------------------------------- entry point
 
 def read_run(path: str | Path) -> Run:
