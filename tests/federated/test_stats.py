@@ -77,3 +77,14 @@ def test_statistics_file_round_trip_and_one_line_refusals(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
     with pytest.raises(KenpruneError, match="not a safetensors file"):
         read_meta(tmp_path / "junk.safetensors")
+
+
+@pytest.mark.parametrize("kind", ["half", "seven-bytes", "middle-4k", "garbled-header", "empty"])
+def test_a_damaged_statistics_file_is_refused_in_one_line(tmp_path, kind):
+    from tests.faults.corrupt import corrupt_copy
+
+    s = _shard(torch.randn(64, 40))
+    path = save_stats(tmp_path / "stats.safetensors", {"q": s}, _meta())
+    with pytest.raises(KenpruneError) as err:
+        load_stats(corrupt_copy(path, tmp_path, kind))
+    assert "\n" not in str(err.value)

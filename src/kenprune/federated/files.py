@@ -43,7 +43,10 @@ def save_stats(path: str | Path, layers: Mapping[str, ShardStats], meta: Mapping
                 tensors[f"{key}.xtx"] = s.xtx.detach().cpu().contiguous()
             tokens[key] = s.tokens
         names[name] = keys[id(s)]
-    header = {**meta, "format": FORMAT, "version": VERSION, "names": names, "tokens": tokens}
+    from ..formats.sparse import _crc32
+
+    header = {**meta, "format": FORMAT, "version": VERSION, "names": names, "tokens": tokens,
+              "crc32": _crc32(tensors)}
     with atomic_file(path) as tmp:
         save_file(tensors, str(tmp), metadata={"kenprune": json.dumps(header)})
     return path
@@ -84,8 +87,16 @@ def load_stats(path: str | Path) -> tuple[dict[str, ShardStats], dict[str, Any]]
     """({linear name: ShardStats}, metadata) of a statistics file; Linears that shared an input share one object."""
     from safetensors.torch import load_file
 
+    from ..formats.sparse import _crc32
+
     meta = read_meta(path)
-    tensors = load_file(str(stats_path(path)))
+    try:
+        tensors = load_file(str(stats_path(path)))
+    except Exception as exc:  # a damaged tensor section
+        raise KenpruneError(f"{stats_path(path)} is damaged ({str(exc).splitlines()[0][:120]}); export it again") \
+            from None
+    if _crc32(tensors) != meta.get("crc32"):
+        raise KenpruneError(f"{stats_path(path)} is damaged (checksum mismatch); export it again")
     by_key: dict[str, ShardStats] = {}
     for key, tokens in meta["tokens"].items():
         s = ShardStats(int(tensors[f"{key}.sq_sum"].numel()), False)

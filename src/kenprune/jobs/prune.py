@@ -179,7 +179,8 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
 
 def prune(model: str = DEFAULT_MODEL, *, calibration: Calibration = Calibration(),
           evaluation: Evaluation = Evaluation(), out: str | Path | None = None, overwrite: bool = False,
-          progress: bool = True, **options: Any) -> RunRecord:
-    """`run` with PruneSettings given as keywords, e.g. `prune("smollm2-135m", method="sparsegpt", pattern="2:4")`."""
+          progress: bool = True, federated: FederatedSettings = FederatedSettings(), **options: Any) -> RunRecord:
+    """`run` with PruneSettings given as keywords, e.g. `prune("smollm2-135m", method="sparsegpt", pattern="2:4")`;
+    `federated=FederatedSettings(clients=("wiki", "lee"))` calibrates on clients' data in rounds."""
     return run(model, PruneSettings(**options), calibration=calibration, evaluation=evaluation,
-               output=Output(out, overwrite), progress=progress)
+               output=Output(out, overwrite), progress=progress, federated=federated)
