@@ -53,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads of this process (Ray actors get 1 each)")
     p.add_argument("--quick", action="store_true", help="4 windows of 128 per client, wanda 50 % only")
+    p.add_argument("--exactness", default=None, metavar="METHOD@SPARSITY",
+                   help="only the exactness check of one configuration -> results/federated_exactness.json")
     args = p.parse_args()
     if args.quick:
         args.samples, args.seqlen, args.eval_windows, args.methods, args.sparsities, args.repeats = \
@@ -86,8 +88,56 @@ def compare(a, b) -> dict[str, float]:
     return {"mask_agreement": same / total, "masks_differing": total - same, "max_weight_diff": diff}
 
 
+def per_block_disagreement(a, b) -> list[int]:
+    """Masks that differ, per block, in block order (where a divergence starts and how it spreads)."""
+    ma, mb = masks(a), masks(b)
+    out: dict[int, int] = {}
+    for n in ma:
+        block = int(n.split(".layers.")[1].split(".")[0])
+        out[block] = out.get(block, 0) + int((ma[n] != mb[n]).sum())
+    return [out[k] for k in sorted(out)]
+
+
+def exactness(dense, clients, union, method: str, sparsity: float) -> dict:
+    """Where merged and centralized differ, and why: block 0's statistics (identical inputs) in both arithmetics,
+    and per-block mask disagreement of merged vs the engine (float32 running mean) and vs the union summed like
+    the clients (float64 sums, one client holding every window)."""
+    from kenprune.engine.sequential import capture_block_inputs, sequential_blocks
+    from kenprune.federated import ShardStats, merge_layers
+
+    statistic = "hessian" if method == "sparsegpt" else "norms"
+    step = next(sequential_blocks(dense, capture_block_inputs(dense, union), recompute=False, progress=False))
+    engine = step.collect(statistic)
+    parts = []
+    for c in clients:
+        s = next(sequential_blocks(dense, capture_block_inputs(dense, c.windows), recompute=False, progress=False))
+        parts.append(s.collect(statistic, ShardStats))
+    merged = {n: v.to_input_stats() for n, v in merge_layers(parts).items()}
+    rel = max(float(((merged[n].sq_sum - engine[n].sq_sum).abs() / engine[n].sq_sum.abs().clamp_min(1e-30)).max())
+              for n in engine)
+    out = {"block0_norms_max_relative_diff": rel}
+    if statistic == "hessian":
+        out["block0_hessian_max_abs_diff"] = max(float((merged[n].hessian - engine[n].hessian).abs().max())
+                                                 for n in engine)
+    models = {}
+    for name, run in (("engine", lambda m: prune_model(m, union, method=method, sparsity=sparsity, progress=False)),
+                      ("union_float64", lambda m: prune_rounds(m, [ClientData(union, "union")], method=method,
+                                                               sparsity=sparsity, agreement=False, progress=False)),
+                      ("merged", lambda m: prune_rounds(m, clients, method=method, sparsity=sparsity,
+                                                        agreement=False, progress=False))):
+        models[name] = copy.deepcopy(dense)
+        run(models[name])
+    out["merged_vs_engine_per_block"] = per_block_disagreement(models["merged"], models["engine"])
+    out["merged_vs_union_float64_per_block"] = per_block_disagreement(models["merged"], models["union_float64"])
+    out["merged_vs_union_float64"] = compare(models["merged"], models["union_float64"])
+    out["merged_vs_engine"] = compare(models["merged"], models["engine"])
+    return out
+
+
 def main() -> None:
     args = parse_args()
+    if args.exactness:
+        return exactness_only(args)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     load_before = os.getloadavg()
@@ -174,6 +224,21 @@ def main() -> None:
     save("federated" if not args.quick else "federated_quick", config, rows, details=details,
          dense=dense_ppl, ray=ray_table, loadavg={"before": load_before, "after": os.getloadavg()},
          wall_seconds=time.perf_counter() - start)
+
+
+def exactness_only(args) -> None:
+    torch.set_num_threads(args.threads)
+    start, load_before = time.perf_counter(), os.getloadavg()
+    loaded = load_model(args.model)
+    clients = [ClientData(calibration_windows(loaded.tokenizer, f"{d}:calib", nsamples=args.samples,
+                                              seqlen=args.seqlen, seed=args.seed), f"{d}:calib", args.seed, d)
+               for d in DOMAINS]
+    method, sparsity = args.exactness.split("@")
+    result = exactness(loaded.model, clients, torch.cat([c.windows for c in clients]), method, float(sparsity))
+    print(result)
+    save("federated_exactness", {"model": args.model, "method": method, "sparsity": float(sparsity),
+                                 "clients": [c.identity() for c in clients], "threads": args.threads}, [result],
+         loadavg={"before": load_before, "after": os.getloadavg()}, wall_seconds=time.perf_counter() - start)
 
 
 if __name__ == "__main__":

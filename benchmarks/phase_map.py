@@ -32,9 +32,10 @@ from kenprune.settings import Output, PhaseMapSettings  # noqa: E402
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, nargs="+", default=[0, 40, 80, 160])
+    p.add_argument("--steps", type=int, nargs="+", default=[0, 10, 20, 40])
     p.add_argument("--densities", type=float, nargs="+", default=[0.9, 0.7, 0.5, 0.3])
-    p.add_argument("--recover-steps", type=int, default=10)
+    p.add_argument("--recover-steps", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lm", action="store_true", help="also smollm2-135m adapted on lee")
     p.add_argument("--lm-steps", type=int, nargs="+", default=[0, 10, 20])
     p.add_argument("--threads", type=int, default=1)
@@ -82,7 +83,7 @@ def main() -> None:
     start, load_before = time.perf_counter(), os.getloadavg()
     maps = {"minilm-l6 / pang-lee": one_map("minilm", "minilm-l6", PhaseMapSettings(
         data="pang-lee", steps=tuple(args.steps), densities=tuple(args.densities), method="magnitude",
-        recover_steps=args.recover_steps, batch_size=16, seqlen=128, eval_examples=40, alphas=11, seed=args.seed))}
+        recover_steps=args.recover_steps, batch_size=args.batch_size, seqlen=128, eval_examples=40, alphas=11, seed=args.seed))}
     if args.lm:
         maps["smollm2-135m / lee"] = one_map("smollm2", "smollm2-135m", PhaseMapSettings(
             data="lee", steps=tuple(args.lm_steps), densities=tuple(args.densities), method="wanda", recover_steps=0,

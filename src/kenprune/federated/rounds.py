@@ -60,9 +60,10 @@ class Client:
     """
 
     def __init__(self, model: nn.Module | str, windows: torch.Tensor, statistic: str, *,
-                 batch_size: int = Calibration.batch_size, dtype: str | None = None, threads: int | None = None):
+                 batch_size: int = Calibration.batch_size, dtype: str | None = None, threads: int | None = None,
+                 device: str | None = None):
         self.model_ref, self.windows, self.statistic = model, windows, statistic
-        self.batch_size, self.dtype, self.threads = batch_size, dtype, threads
+        self.batch_size, self.dtype, self.threads, self.device = batch_size, dtype, threads, device
         self._steps: Any = None
         self._linears: dict[str, nn.Module] = {}
 
@@ -75,7 +76,8 @@ class Client:
 
             model = load_model(model).model
         inputs = capture_block_inputs(model, self.windows, batch_size=self.batch_size)
-        self._steps = sequential_blocks(model, inputs, consume=True, progress=False, dtype=self.dtype)
+        self._steps = sequential_blocks(model, inputs, device=self.device, consume=True, progress=False,
+                                        dtype=self.dtype)
 
     def round(self, weights: Mapping[str, torch.Tensor] | None = None) -> dict[str, ShardStats]:
         """Take the previous block's pruned weights (None: already in place), pass the activations through it,
@@ -205,8 +207,10 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
             ident["name"] = f"{i}:{ident['name']}"
     weights = client_weights([i["tokens"] for i in identities], weighting)
     if workers == 1 and not ray_address:
-        pool: Any = _LocalPool([Client(model, c.windows, spec.statistic, batch_size=batch_size, dtype=dtype)
-                                for c in clients])
+        # in-process clients share the server's model, so they compute where it is (each would move the shared
+        # blocks to and from an accelerator under the others' feet)
+        pool: Any = _LocalPool([Client(model, c.windows, spec.statistic, batch_size=batch_size, dtype=dtype,
+                                       device=str(next(model.parameters()).device)) for c in clients])
     else:
         ref = model_ref if model_ref is not None else model
         pool = _RayPool([Client(ref, c.windows, spec.statistic, batch_size=batch_size, dtype=dtype)
