@@ -82,6 +82,19 @@ COMMANDS = {
     "kenprune tokens --model ft/ --method tome --schedule 1:0.9,2:0.75,3:0.6 --data pang-lee:test --out tokens-ft/":
         ["--texts", "4", "--latency-repeats", "1", "--examples", "1"],
     "kenprune eval --model smollm2-135m --tasks default --limit 200": [],
+    "kenprune stats export --model smollm2-135m --method sparsegpt --calib lee:calib --nsamples 16 --seqlen 256 "
+    "--out client-lee/": [],
+    "kenprune stats export --model smollm2-135m --method sparsegpt --calib wiki:calib --nsamples 16 --seqlen 256 "
+    "--out client-wiki/": [],
+    "kenprune stats merge client-lee/ client-wiki/ --weighting tokens --out merged-stats/": [],
+    "kenprune prune --model smollm2-135m --method sparsegpt --sparsity 0.5 --stats merged-stats/ --out fed-files/ "
+    "--eval wiki:test": SHORT_EVAL,
+    "kenprune prune --model smollm2-135m --method wanda --sparsity 0.5 --clients wiki,lee,newsgroups-mini "
+    "--nsamples 16 --seqlen 256 --workers 2 --out fed-rounds/ --eval wiki:test": SHORT_EVAL,
+    "kenprune phase-map --model minilm-l6 --data pang-lee --steps 0,40,80,160 --densities 0.9,0.7,0.5,0.3 "
+    "--recover-steps 10 --out phase/": ["--recover-steps", "1", "--eval-examples", "4", "--alphas", "3",
+                                        "--seqlen", "32", "--batch-size", "4", "--densities", "0.9,0.5"],
+    "kenprune report phase/": [],
     "kenprune prune --method wanda --sparsity 0.5 --eval wiki:test --eval-tasks default --eval-limit 200 "
     "--out wanda50/": ["--model", TINY, *SHORT_CALIB, *SHORT_EVAL],
     "kenprune prune --model smollm2-135m --method sparsegpt --max-memory 600MB --out big/ --eval wiki:test":

@@ -59,6 +59,11 @@ _EXPORTS = {
     "apply_token_pruning": "kenprune.tokens.patch:apply_token_pruning",
     "remove_token_pruning": "kenprune.tokens.patch:remove_token_pruning",
     "TokenSettings": "kenprune.settings:TokenSettings",
+    "stats_export": "kenprune.jobs.stats:export",
+    "stats_merge": "kenprune.jobs.stats:merge",
+    "FederatedSettings": "kenprune.settings:FederatedSettings",
+    "phase_map": "kenprune.jobs.phase_map:phase_map",
+    "PhaseMapSettings": "kenprune.settings:PhaseMapSettings",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

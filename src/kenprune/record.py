@@ -22,7 +22,8 @@ VERSION = 1
 RECORD_FILE = "run.json"
 # kenprune's own result files before the run record (version 0.1.0 wrote one of these per command)
 LEGACY_FILES = ("report.json", "kenprune-report.json", "ken.json", "search.json")
-KINDS = ("prune", "structured", "ken", "ken-apply", "ken-lora", "search", "recover", "finetune", "eval", "tokens")
+KINDS = ("prune", "structured", "ken", "ken-apply", "ken-lora", "search", "recover", "finetune", "eval", "tokens",
+         "stats", "phase-map")
 ROLES = ("before", "after", "reference")  # quality of the input model, of the output model, of another model
 
 

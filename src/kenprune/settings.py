@@ -522,6 +522,102 @@ class TokenSettings(Settings):
         return self.schedule if self.schedule is not None else 0.6 if self.keep is None else float(self.keep)
 
 
+FEDERATED_WEIGHTINGS = ("tokens", "equal")  # kenprune.federated.stats.WEIGHTINGS
+
+
+@dataclass(frozen=True)
+class FederatedSettings(Settings):
+    """Federated calibration (kenprune.federated): statistics computed where the data is, merged, pruned here.
+
+    clients: one CORPUS:SPLIT per client, each sampled with the Calibration's windows/seqlen/seed and
+    calibrated in per-block rounds (the centralized engine's result); stats: statistics files or `kenprune
+    stats` folders instead (one round on the dense model). weighting: tokens (the union's statistics) or
+    equal (each client the same say). workers > 1 or ray_address: clients as Ray actors. agreement: each
+    client's own masks compared with the merged ones."""
+
+    clients: tuple[str, ...] = ()
+    stats: tuple[str, ...] = ()
+    weighting: str = "tokens"
+    workers: int = 1
+    ray_address: str | None = None
+    agreement: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "clients", tuple(self.clients))
+        object.__setattr__(self, "stats", tuple(str(s) for s in self.stats))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.clients or self.stats)
+
+    def check(self) -> "FederatedSettings":
+        if self.clients and self.stats:
+            raise KenpruneError("give --clients (calibrate in rounds) or --stats FILE... (exported statistics), "
+                                "not both")
+        if self.weighting not in FEDERATED_WEIGHTINGS:
+            raise KenpruneError(f"unknown --weighting {self.weighting!r}; choose one of: "
+                                f"{', '.join(FEDERATED_WEIGHTINGS)}")
+        _positive(self.workers, "--workers")
+        for i, data in enumerate(self.clients):
+            _data_ref(data, f"--clients (client {i + 1})", default_split="calib")
+        return self
+
+
+@dataclass(frozen=True)
+class PhaseMapSettings(Settings):
+    """A prunability phase map (kenprune.phase): a temperature-like axis (fine-tuning steps on `data`, or
+    checkpoint folders the user lists) x a load-like axis (densities); each cell pruned with `method`,
+    recovered for `recover_steps` masked steps (0: none), evaluated, and its loss barrier to the dense
+    parent measured at `alphas` points; cells named by regime with the two thresholds.
+    lr None: 1e-4 for a classifier, 3e-5 for a causal LM (the finetune defaults)."""
+
+    data: str = "pang-lee"
+    steps: tuple[int, ...] = (0, 25, 50, 100)
+    checkpoints: tuple[str, ...] = ()
+    densities: tuple[float, ...] = (0.9, 0.7, 0.5, 0.3)
+    method: str = "magnitude"
+    recover_steps: int = 0
+    lr: float | None = None
+    batch_size: int = 16
+    seqlen: int = 128
+    eval_data: str | None = None  # None: the test split of `data`
+    eval_examples: int = 64  # classifier examples, or causal-LM windows of `seqlen` tokens
+    alphas: int = 11
+    barrier_threshold: float = 0.05
+    similarity_threshold: float = 0.9
+    calib_samples: int = 8  # calibration windows of `seqlen` tokens from `data` (wanda, sparsegpt)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
+        object.__setattr__(self, "checkpoints", tuple(str(c) for c in self.checkpoints))
+        object.__setattr__(self, "densities", tuple(float(d) for d in self.densities))
+
+    def check(self) -> "PhaseMapSettings":
+        from .methods import METHODS
+
+        METHODS.get(self.method)
+        if not self.checkpoints and not self.steps:
+            raise KenpruneError("the phase map needs --steps (a fine-tuning axis) or --checkpoints")
+        if any(s < 0 for s in self.steps) or len(set(self.steps)) != len(self.steps):
+            raise KenpruneError(f"--steps must be distinct counts >= 0, got {list(self.steps)}")
+        if not self.densities or any(not 0 < d <= 1 for d in self.densities):
+            raise KenpruneError(f"--densities must be in (0, 1], got {list(self.densities)}")
+        for name in ("batch_size", "eval_examples", "calib_samples"):
+            _positive(getattr(self, name), f"--{name.replace('_', '-')}")
+        _positive(self.seqlen, "--seqlen", 2)
+        _positive(self.alphas, "--alphas", 3)
+        _positive(self.recover_steps, "--recover-steps", 0)
+        if self.lr is not None and not self.lr > 0:
+            raise KenpruneError(f"--lr must be > 0, got {self.lr}")
+        if not self.barrier_threshold >= 0 or not 0 <= self.similarity_threshold <= 1:
+            raise KenpruneError("--barrier-threshold must be >= 0 and --similarity-threshold in [0, 1]")
+        _data_ref(self.data, "--data", default_split="calib")
+        if self.eval_data:
+            _data_ref(self.eval_data, "--eval")
+        return self
+
+
 def given(**values: Any) -> dict[str, Any]:
     """The settings as the user gave them (None and empty values left out), for the record."""
     out = {}
@@ -536,4 +632,5 @@ __all__ = ["Calibration", "Evaluation", "Output", "PruneSettings", "StructuredSe
            "SearchSettings", "LoraSettings", "KenLoraSettings", "FinetuneSettings", "DEFAULT_MODEL",
            "STRUCTURED_CALIBRATION",
            "STRUCTURED_EVALUATION", "KEN_EVALUATION", "SEARCH_CALIBRATION", "SEARCH_EVALUATION", "RECOVER_EVALUATION",
-           "FINETUNE_EVALUATION", "TokenSettings", "field"]
+           "FINETUNE_EVALUATION", "TokenSettings", "field", "FederatedSettings",
+           "PhaseMapSettings"]

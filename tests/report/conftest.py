@@ -264,6 +264,33 @@ def tokens_record() -> RunRecord:
                 for x in layers])
 
 
+def stats_record() -> RunRecord:
+    """`kenprune stats merge`: two clients' Hessian sums merged (identities and token counts, no text)."""
+    clients = [{"name": d, "data": d, "windows": 16, "seqlen": 256, "seed": 0, "tokens": 4096,
+                "windows_sha256": "ab" * 32, "weight": 0.5} for d in ("wiki:calib", "lee:calib")]
+    details = {"operation": "merge", "statistic": "hessian", "mode": "dense", "mode_text": "one round on the dense "
+               "model", "clients": clients, "weighting": "tokens", "tokens": 8192, "blocks": 30}
+    return record("stats", "sparsegpt", details, files=[FileEntry("stats.safetensors", "kenprune-stats", 90_000_000,
+                                                                  "statistics")])
+
+
+def phase_map_record() -> RunRecord:
+    """`kenprune phase-map`: 2 checkpoints x 2 densities with their barriers and regimes."""
+    cells = [{"temperature": t, "step": s, "density": x, "sparsity": 1 - x, "quality": q, "loss": 0.6,
+              "dense_quality": 0.8, "dense_loss": 0.5, "barrier": b, "barrier_alpha": 0.5, "losses": [0.6, 0.7, 0.5],
+              "similarity": c, "regime": r}
+             for t, s, x, q, b, c, r in (("0 steps", 0, 0.9, 0.7, 0.0, 0.95, "II-B"), ("0 steps", 0, 0.3, 0.5, 0.2, 0.7, "I"),
+                                         ("40 steps", 40, 0.9, 0.8, 0.01, 0.8, "II-A"),
+                                         ("40 steps", 40, 0.3, 0.6, 0.3, 0.6, "I"))]
+    details = {"axis": "fine-tuning steps", "temperatures": ["0 steps", "40 steps"], "densities": [0.9, 0.3],
+               "cells": cells, "quality_metric": "accuracy", "higher_is_better": True,
+               "held_out": {"data": "pang-lee:test", "examples": 40, "seqlen": 128}, "alphas": 3, "recover_steps": 0,
+               "training": {}, "thresholds": {"barrier": 0.05, "similarity": 0.9},
+               "regimes": {"I": "poorly connected", "II-A": "connected, dissimilar", "II-B": "connected, similar"},
+               "barrier_between": "pruned and dense parent", "similarity": "linear CKA", "seconds": 10.0}
+    return record("phase-map", "magnitude", details, model=TINY_FT)
+
+
 def uniform_dir(tmp_path: Path) -> Path:
     """A uniform magnitude run: every layer at the target."""
     return write(tmp_path / "magnitude-uniform", prune_record("magnitude", 0.5, 38.0, uniform=True))
@@ -271,7 +298,7 @@ def uniform_dir(tmp_path: Path) -> Path:
 
 KIND_FOLDERS = {"prune": "sparsegpt-50", "structured": "structured", "ken": "ken-run", "ken-apply": "ken-apply",
                 "search": "search-evolution", "recover": "lora", "finetune": "finetune", "eval": "dense-eval",
-                "tokens": "tokens-zt", "ken-lora": "ken-lora"}
+                "tokens": "tokens-zt", "ken-lora": "ken-lora", "stats": "stats-merge", "phase-map": "phase-map"}
 
 
 @pytest.fixture
@@ -287,7 +314,8 @@ def run_dirs(tmp_path: Path) -> dict[str, Path]:
     records = {"prune": prune_record("sparsegpt"), "structured": structured_record(), "ken": ken_record(masks, pre),
                "ken-apply": ken_apply_record(subnetwork, pre), "search": search_record(),
                "recover": recover_record(), "finetune": finetune_record(), "eval": eval_record(),
-               "tokens": tokens_record(), "ken-lora": ken_lora_record(pre)}
+               "tokens": tokens_record(), "ken-lora": ken_lora_record(pre), "stats": stats_record(),
+               "phase-map": phase_map_record()}
     dirs = {kind: write(tmp_path / KIND_FOLDERS[kind], r) for kind, r in records.items()}
     dirs["random"] = write(tmp_path / "search-random", search_record("random", 4.0))
     for method, ppls in (("magnitude", (40.0, 90.0, 400.0)), ("wanda", (33.0, 45.0, 120.0))):

@@ -351,3 +351,13 @@ def test_equal_blocks_off_their_target_are_one_sentence_too(run_dirs, tmp_path):
 def test_a_search_report_is_titled_as_a_search(run_dirs, tmp_path):
     html = write_report(run_dirs["search"], out=tmp_path / "s.html").read_text()
     assert "kenprune report: wanda allocation search on smollm2-135m" in html
+
+
+def test_stats_and_phase_map_views(run_dirs, tmp_path):
+    stats = read_run(run_dirs["stats"])
+    assert stats.summary["operation"] == "merge" and "client wiki:calib" in stats.summary
+    assert "text" not in " ".join(stats.summary)
+    phase = read_run(run_dirs["phase-map"])
+    assert phase.summary["regimes"].startswith("I (2 cells)") and "II-A (1 cells)" in phase.summary["regimes"]
+    page = write_report([run_dirs["phase-map"]], tmp_path / "phase.html").read_text()
+    assert "phase-map-phase-quality" in page and "phase-map-phase-barrier" in page

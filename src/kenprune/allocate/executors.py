@@ -68,36 +68,44 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                             f"address, or drop --ray-address to run on local workers") from None
 
 
+def start_ray(workers: int, address: str | None = None) -> int:
+    """Start (or join) Ray for `workers` actors: local Ray by default, or a cluster at `address`; the CPUs
+    each actor reserves (Ray then sets its OMP_NUM_THREADS, torch's thread count). One-line errors."""
+    try:
+        import ray
+    except ImportError:
+        raise KenpruneError("Ray is not installed: `pip install 'kenprune[search]'`, or use --workers 1 "
+                            "to run sequentially") from None
+    if workers < 1:
+        raise KenpruneError(f"--workers must be at least 1, got {workers}")
+    threads = 1 if address else max(1, (os.cpu_count() or 1) // workers)
+    if address:
+        check_reachable(address)
+    try:
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "configure_logging": False}
+            if address:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = workers * threads
+            ray.init(**kwargs)
+    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError ... on bad clusters
+        raise KenpruneError(f"cannot start Ray{' at ' + address if address else ''}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return threads
+
+
 class RayExecutor:
     """Evaluate on `workers` Ray actors: local Ray by default, or a cluster at `address`."""
 
     name = "ray"
 
     def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, retries: int = 2):
-        try:
-            import ray
-        except ImportError:
-            raise KenpruneError("Ray is not installed: `pip install 'kenprune[search]'`, or use --workers 1 "
-                                "to evaluate sequentially") from None
-        if workers < 1:
-            raise KenpruneError(f"--workers must be at least 1, got {workers}")
+        self.threads = start_ray(workers, address)
+        import ray
+
         self.ray, self.workers, self.retries = ray, workers, retries
-        # Each actor reserves `threads` CPUs; Ray then sets its OMP_NUM_THREADS (torch's thread count).
-        self.threads = 1 if address else max(1, (os.cpu_count() or 1) // workers)
-        if address:
-            check_reachable(address)
-        try:
-            if not ray.is_initialized():
-                kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                          "configure_logging": False}
-                if address:
-                    kwargs["address"] = address
-                else:
-                    kwargs["num_cpus"] = workers * self.threads
-                ray.init(**kwargs)
-        except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError ... on bad clusters
-            raise KenpruneError(f"cannot start Ray{' at ' + address if address else ''}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         self._actor_cls = ray.remote(num_cpus=self.threads)(_Worker)
         self._evaluator = evaluator
         self._actors = [self._actor_cls.remote(evaluator) for _ in range(workers)]

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "search",
     "structured",
     "tokens",
+    "stats",
+    "phase_map",
 )
 
 

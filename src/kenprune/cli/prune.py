@@ -7,6 +7,7 @@ from ..settings import STREAM_MODES, PruneSettings
 from .options import add_calibration, add_evaluation, add_model, add_output, add_tasks, calibration_from, \
     evaluation_from, output_from, task_lines
 from .report import write_report_quietly
+from .stats import add_federated, federated_from
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_calibration(p, dtype=True)
     add_evaluation(p)
     add_tasks(p)
+    add_federated(p)
     add_output(p, what="model/, model.sparse.safetensors, run.json")
     p.set_defaults(func=run)
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "structured":
         raise KenpruneError("structured pruning has its own command: kenprune structured --help")
     record = prune(args.model, settings_from(args), calibration=calibration_from(args),
-                   evaluation=evaluation_from(args), output=output_from(args))
+                   evaluation=evaluation_from(args), output=output_from(args), federated=federated_from(args))
     print(summary(record))
     if args.out:
         print(f"wrote {args.out}")
@@ -82,6 +84,10 @@ def summary(record) -> str:
                      + (f" ({after.protocol['dtype']} evaluation)" if after.protocol.get("dtype", "float32")
                         != "float32" else ""))
     lines += task_lines(record)
+    if "federated" in d:
+        from ..federated.report import federated_lines
+
+        lines += federated_lines(d["federated"])
     if "sizes" in d:
         s = d["sizes"]
         lines.append(f"dense folder {s['dense_folder_bytes'] / 2**20:.1f} MiB, sparse file "

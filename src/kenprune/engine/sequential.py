@@ -204,10 +204,11 @@ class BlockStep:
                     self.hidden[b] = out.to(h.dtype)
         return self.hidden
 
-    def collect(self, statistic: str = NORMS) -> dict[str, InputStats]:
+    def collect(self, statistic: str = NORMS, stats_type: Callable[..., Any] = InputStats) -> dict[str, InputStats]:
         """Input statistics of every Linear in the block, from one forward over the calibration set.
 
-        Linears fed the very same tensor (q/k/v, gate/up) share one InputStats object.
+        Linears fed the very same tensor (q/k/v, gate/up) share one InputStats object. `stats_type`:
+        another accumulator with InputStats' constructor and `add` (e.g. federated.ShardStats: raw sums).
         """
         if statistic not in STATISTICS:
             raise ValueError(f"unknown statistic {statistic!r}; one of {STATISTICS}")
@@ -223,7 +224,7 @@ class BlockStep:
                 x = args[0]
                 shared = last[0] is x
                 if name not in stats:
-                    stats[name] = last[1] if shared else InputStats(columns, statistic == HESSIAN, self.device)
+                    stats[name] = last[1] if shared else stats_type(columns, statistic == HESSIAN, self.device)
                 if not (shared and last[1] is stats[name]):
                     stats[name].add(x)
                 last[0], last[1] = x, stats[name]

@@ -10,9 +10,10 @@ from typing import Any, Mapping
 
 import torch
 
+from ..errors import KenpruneError
 from ..measure import StageTimer, path_bytes
 from ..record import FileEntry, Layer, RunRecord
-from ..settings import DEFAULT_MODEL, Calibration, Evaluation, Output, PruneSettings, given
+from ..settings import DEFAULT_MODEL, Calibration, Evaluation, FederatedSettings, Output, PruneSettings, given
 from .common import check_output, new_record, output_folder, write_record
 
 SPARSE_FILE = "model.sparse.safetensors"
@@ -51,13 +52,16 @@ def _layer_table(report: dict[str, Any], allocated: Mapping[str, float] | None) 
 
 def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *,
         calibration: Calibration = Calibration(), evaluation: Evaluation = Evaluation(),
-        output: Output = Output(), progress: bool = True) -> RunRecord:
+        output: Output = Output(), progress: bool = True,
+        federated: FederatedSettings = FederatedSettings()) -> RunRecord:
     """Prune a model element-wise (magnitude/wanda/sparsegpt; unstructured or N:M) and record it.
 
     settings.sparsity: one ratio (default 0.5) or per-layer ratios (block index or Linear name ->
     ratio); an N:M pattern fixes it at N/M; settings.allocation spreads one ratio over the layers.
     evaluation.data: perplexity before (unless evaluation.before is False) and after, under the
-    evaluation protocol (never the calibration's). Returns the record (written to output.folder/run.json).
+    evaluation protocol (never the calibration's). federated: calibrate on clients' data in per-block
+    rounds, or prune from statistics files (kenprune.federated; jobs/stats.py). Returns the record
+    (written to output.folder/run.json).
     """
     from ..data.windows import windows_for
     from ..engine.elementwise import prune_model
@@ -74,15 +78,25 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     spec = METHODS.get(settings.method)
     if spec.statistic != "none":
         calibration.check()
-    check_output(output, [model, settings.allocation])
+    fed = federated.check() if federated.enabled else None
+    if fed is not None and (settings.allocation is not None or settings.include_embeddings):
+        raise KenpruneError(f"{'--allocation' if settings.allocation else '--include-embeddings'} with federated "
+                            f"calibration is not supported yet; drop one of them")
+    check_output(output, [model, settings.allocation, *federated.stats])
     memory, lazy = memory_plan(model, settings)  # streamed when the whole model would not fit (settings.max_memory)
     if lazy is not None:
-        check_streamable(settings, evaluation)
+        check_streamable(settings, evaluation, federated=fed is not None)
     parsed = Pattern.parse(settings.pattern)
     sparsity = settings.resolved_sparsity()
     timer = StageTimer()
     windows = None
-    if spec.statistic != "none":  # before the weights load: a too-large request fails in seconds, and the
+    clients: list = []
+    if fed is not None:
+        from .stats import federated_windows
+
+        with timer.stage("calibration_data"):
+            clients = federated_windows(model, fed, calibration)
+    elif spec.statistic != "none":  # before the weights load: a too-large request fails in seconds, and the
         with timer.stage("calibration_data"):  # tokenizer's transient buffers and the weights never peak together
             windows = windows_for(load_tokenizer(model), calibration)
     with timer.stage("load"):
@@ -94,10 +108,14 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
                           {str(k): v for k, v in sparsity.items()}, "pattern": str(parsed),
                           "group": settings.group or spec.default_group},
                 "evaluation": evaluation.to_dict()}
-    if windows is not None:
-        resolved["calibration"] = {**calibration.to_dict(), "dtype": precision.dtype}
+    if windows is not None or clients:
+        resolved["calibration"] = {**calibration.to_dict(), "dtype": precision.dtype,
+                                   **({"data": ",".join(c.data for c in clients)} if clients else {})}
+    if fed is not None:
+        resolved["federated"] = fed.to_dict()
     record = new_record("prune", identity, settings.method,
-                        given(model=model, prune=settings, calibration=calibration, evaluation=evaluation), resolved)
+                        given(model=model, prune=settings, calibration=calibration, evaluation=evaluation,
+                              federated=fed), resolved)
     streamed = None
     if lazy is not None:  # a checkpoint beside the output: a killed run continues from its last block
         same_run = {"model": identity["weights_sha256"], "calibration": resolved.get("calibration"),
@@ -125,10 +143,18 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
         record.details["allocation"] = chosen.to_dict()
         sparsity = allocated = chosen.ratios
     with timer.stage("prune"), loaded.tokenizer_released():
-        report = prune_model(loaded.model, windows, method=settings.method, sparsity=sparsity, pattern=parsed,
-                             group=settings.group, include_embeddings=settings.include_embeddings,
-                             device=settings.device, batch_size=calibration.batch_size, progress=progress,
-                             dtype=precision.dtype, stream=streamed.stream if streamed else None)
+        if fed is not None:
+            from .stats import federated_prune
+
+            report = federated_prune(loaded, fed, clients, method=settings.method, sparsity=sparsity, pattern=parsed,
+                                     group=settings.group, calibration=calibration, dtype=precision.dtype,
+                                     progress=progress)
+            record.details["federated"] = report.pop("federated")
+        else:
+            report = prune_model(loaded.model, windows, method=settings.method, sparsity=sparsity, pattern=parsed,
+                                 group=settings.group, include_embeddings=settings.include_embeddings,
+                                 device=settings.device, batch_size=calibration.batch_size, progress=progress,
+                                 dtype=precision.dtype, stream=streamed.stream if streamed else None)
     record.details["memory"] = streamed.details() if streamed else memory
     record.layer_quantity = "sparsity"
     record.layers = _layer_table(report, allocated)
@@ -138,9 +164,10 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
                            "pattern": str(parsed), "group": resolved["prune"]["group"],
                            "block_linears": report["block_linears"], "overall": report["overall"],
                            "include_embeddings": settings.include_embeddings})
-    if windows is not None:
+    if windows is not None or clients:
         record.details["calibration"] = {**calibration.to_dict(), "dtype": precision.dtype,
-                                         "tokens": calibration.samples * calibration.seqlen,
+                                         **({"data": ",".join(c.data for c in clients)} if clients else {}),
+                                         "tokens": calibration.samples * calibration.seqlen * max(1, len(clients)),
                                          "sampling": "uniform random windows, no BOS"}
         record.details["precision"] = {**precision.to_dict(), "statistics": "float32",
                                        "weights": str(next(loaded.model.parameters()).dtype).replace("torch.", "")}
@@ -185,7 +212,8 @@ def _model_record(identity: dict[str, Any], settings: PruneSettings, parsed: Any
 
 def prune(model: str = DEFAULT_MODEL, *, calibration: Calibration = Calibration(),
           evaluation: Evaluation = Evaluation(), out: str | Path | None = None, overwrite: bool = False,
-          progress: bool = True, **options: Any) -> RunRecord:
-    """`run` with PruneSettings given as keywords, e.g. `prune("smollm2-135m", method="sparsegpt", pattern="2:4")`."""
+          progress: bool = True, federated: FederatedSettings = FederatedSettings(), **options: Any) -> RunRecord:
+    """`run` with PruneSettings given as keywords, e.g. `prune("smollm2-135m", method="sparsegpt", pattern="2:4")`;
+    `federated=FederatedSettings(clients=("wiki", "lee"))` calibrates on clients' data in rounds."""
     return run(model, PruneSettings(**options), calibration=calibration, evaluation=evaluation,
-               output=Output(out, overwrite), progress=progress)
+               output=Output(out, overwrite), progress=progress, federated=federated)

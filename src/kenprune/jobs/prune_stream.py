@@ -58,8 +58,11 @@ def memory_plan(model: str, settings: PruneSettings) -> tuple[dict[str, Any], La
     return memory, full
 
 
-def check_streamable(settings: PruneSettings, evaluation: Evaluation) -> None:
+def check_streamable(settings: PruneSettings, evaluation: Evaluation, *, federated: bool = False) -> None:
     """What the streamed path does not do yet, refused in one line before any work."""
+    if federated:
+        raise KenpruneError("federated calibration keeps the model in memory and is not streamed yet; use "
+                            "--stream off (or a larger --max-memory)")
     if settings.allocation is not None:
         raise KenpruneError("--allocation needs every layer's scores at once and is not streamed yet; use "
                             "--stream off (or a larger --max-memory)")

@@ -137,6 +137,29 @@ def _token_figures(run: Run) -> list[FigureBlock]:
     return blocks
 
 
+def _phase_figures(run: Run) -> list[FigureBlock]:
+    """The phase map: quality and loss barrier over temperature x density, each cell with its regime."""
+    d = run.record.details
+    cell = {(c["temperature"], c["density"]): c for c in d["cells"]}
+    rows, cols = d["temperatures"], d["densities"]
+    labels = [[cell[(t, x)]["regime"] for x in cols] for t in rows]
+    blocks = []
+    for key, quantity, caption in (
+            ("quality", d["quality_metric"], f"{d['quality_metric']} of each pruned"
+             + (" and recovered" if d["recover_steps"] else "") + " model. How to read: rows go up the temperature-"
+             "like axis, columns from dense to sparse; " + ("higher is better" if d["higher_is_better"] else
+                                                            "lower is better") + "; each cell names its regime."),
+            ("barrier", "loss barrier (nats)", "Loss barrier on the straight line from the pruned model to its dense "
+             f"parent. How to read: above {d['thresholds']['barrier']:g} nats a cell is Regime I (poorly connected); "
+             f"connected cells are II-B when their CKA with the parent is at least {d['thresholds']['similarity']:g}, "
+             "else II-A.")):
+        fig = figures.phase_heatmap(rows, cols, [[cell[(t, x)][key] for x in cols] for t in rows], labels,
+                                    quantity=quantity, cmap="viridis" if key == "quality" else "magma",
+                                    title=f"{run.method} on {run.model}: {quantity}")
+        blocks.append(FigureBlock(f"{_slug(run.name)}-phase-{key}", caption, {"all": png_bytes(fig)}))
+    return blocks
+
+
 def run_section(run: Run) -> Section:
     section = Section(f"{run.name} ({run.kind})")
     section.warnings += run.warnings
@@ -167,6 +190,8 @@ def run_section(run: Run) -> Section:
                                            {"all": png_bytes(fig)}))
     if run.kind == "tokens":
         section.figures += _token_figures(run)
+    if run.kind == "phase-map":
+        section.figures += _phase_figures(run)
     if run.kind in ("ken", "ken-apply"):
         blocks, notes = _ken_mask_figures(run)
         section.figures += blocks

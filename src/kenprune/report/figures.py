@@ -390,3 +390,29 @@ def task_bars(tasks: Sequence[str], series: Mapping[str, Sequence[tuple[float, f
     _title(ax, title)
     _style(ax)
     return fig
+
+
+# ----------------------------------------------------------------------------- phase map
+
+def phase_heatmap(rows: Sequence[str], columns: Sequence[float], values: Sequence[Sequence[float]],
+                  labels: Sequence[Sequence[str]], *, quantity: str, title: str = "",
+                  cmap: str = "viridis") -> Figure:
+    """A temperature (rows) x density (columns) grid of one quantity, each cell annotated with its value and
+    regime label; columns from dense (left) to sparse (right)."""
+    grid = np.array(values, dtype=float)
+    fig = _figure(min(10.0, 2.2 + 1.1 * len(columns)), min(8.0, 1.6 + 0.55 * len(rows)))
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, cmap=cmap, aspect="auto")
+    finite = grid[np.isfinite(grid)]
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            colour = "white" if np.isfinite(grid[i, j]) and grid[i, j] < middle else "black"
+            ax.text(j, i, f"{grid[i, j]:.3g}\n{labels[i][j]}", ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(range(len(columns)), [f"{c:g}" for c in columns])
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.set_xlabel("density (load-like)")
+    ax.set_ylabel("temperature-like axis")
+    fig.colorbar(image, ax=ax, label=quantity)
+    _title(ax, title)
+    return fig

@@ -272,6 +272,11 @@ def prune_view(run: Run) -> None:
                                       + (f"; resumed from block {resumed}" if resumed else ""))
     if d.get("calibration"):
         run.protocol["calibration"] = d["calibration"]
+    if d.get("federated"):
+        from ..federated.report import federated_rows
+
+        _rows(run.summary, federated_rows(d["federated"]))
+        run.series = f"{run.method} (federated, {d['federated']['mode']})"
     if run.layers is not None:
         run.layers.target = numeric_target
     _uniform_note(run, "layer")
@@ -478,6 +483,39 @@ def tokens_view(run: Run) -> None:
     run.series = f"{run.method} (tokens)"
     run.headline = (f"{run.method}, schedule {d['schedule_text']}, {_quality_text(run)}, FLOPs "
                     f"{d['flops']['ratio']:.2f}x, speed-up {lat['speedup']:.2f}x")
+
+
+@RUN_KINDS.register("stats", "kenprune stats export|merge: federated calibration statistics (sums and counts)")
+def stats_view(run: Run) -> None:
+    from ..federated.report import federated_rows
+
+    d = run.record.details
+    _rows(run.summary, {"operation": d["operation"], "statistic": f"{d['statistic']} for {run.method}",
+                        "blocks": d["blocks"]})
+    _rows(run.summary, federated_rows({**d, "executor": d["operation"], "workers": None}))
+    run.headline = f"{d['operation']}: {d['statistic']} statistics, {len(d['clients'])} client(s), {d['tokens']} tokens"
+
+
+@RUN_KINDS.register("phase-map", "kenprune phase-map: prunability over temperature x density, regimes named")
+def phase_map_view(run: Run) -> None:
+    from collections import Counter
+
+    d = run.record.details
+    counts = Counter(c["regime"] for c in d["cells"])
+    _rows(run.summary, {
+        "temperature-like axis": f"{d['axis']}: {', '.join(map(str, d['temperatures']))}",
+        "densities": ", ".join(f"{x:g}" for x in d["densities"]),
+        "held-out set": f"{d['held_out']['data']}, {d['held_out']['examples']} examples of {d['held_out']['seqlen']} "
+                        f"tokens ({d['quality_metric']})",
+        "recovery": f"{d['recover_steps']} masked steps" if d["recover_steps"] else "none",
+        "barrier": f"{d['barrier_between']}; {d['alphas']} points",
+        "similarity": d["similarity"],
+        "regimes": "; ".join(f"{k} ({counts.get(k, 0)} cells): {v}" for k, v in d["regimes"].items()),
+        "thresholds": f"barrier > {d['thresholds']['barrier']:g} nats: I; CKA >= {d['thresholds']['similarity']:g}: "
+                      f"II-B",
+    })
+    run.headline = (f"{run.method} phase map, {len(d['temperatures'])} x {len(d['densities'])} cells: "
+                    + ", ".join(f"{k} {counts.get(k, 0)}" for k in d["regimes"]))
 
 
 # ----------------------------------------------------------------------------- entry point
