@@ -331,6 +331,9 @@ def verdict(rows: list[dict]) -> list[str]:
             best = min(at, key=lambda r: r["quality"][ref]["value"] * (1 if lower else -1))
             lo, hi = best["quality"][ref]["ci95"]
             inside = [r["method"] for r in at if r is not best and lo <= r["quality"][ref]["value"] <= hi]
+            if len(at) == 1:
+                lines.append(f"{name} k={k:.0%}: only {best['method']} measured ({best['quality'][ref]['value']:.3f})")
+                continue
             lines.append(f"{name} k={k:.0%}: best on {ref} is {best['method']} ({best['quality'][ref]['value']:.3f}); "
                          + (f"inside its interval: {', '.join(inside)}" if inside else "every other selection is "
                             "outside its 95% interval"))
