@@ -73,8 +73,9 @@ def test_streamed_run_equals_the_in_memory_run(capsys, four_blocks, tmp_path):
 
 
 def test_auto_streams_when_the_model_exceeds_max_memory(capsys, four_blocks, tmp_path):
-    assert run(capsys, "prune", "--model", str(four_blocks), "--method", "magnitude", "--no-eval",
-               "--max-memory", "100MB", "--out", str(tmp_path / "small"))[0] == 0
+    assert main(["prune", "--model", str(four_blocks), "--method", "magnitude", "--no-eval",
+                 "--max-memory", "100MB", "--out", str(tmp_path / "small")]) == 0
+    assert "streamed block by block from safetensors (auto: the in-memory estimate" in capsys.readouterr().out
     assert run(capsys, "prune", "--model", str(four_blocks), "--method", "magnitude", "--no-eval",
                "--max-memory", "64GB", "--out", str(tmp_path / "big"))[0] == 0
     small, big = read(tmp_path / "small").details["memory"], read(tmp_path / "big").details["memory"]
@@ -86,6 +87,7 @@ def test_auto_streams_when_the_model_exceeds_max_memory(capsys, four_blocks, tmp
 @pytest.mark.parametrize("argv,words", [
     (["--max-memory", "lots"], "is not a size"),
     (["--stream", "on", "--allocation", "owl"], "not streamed yet"),
+    (["--stream", "on", "--clients", "wiki,lee"], "federated calibration keeps the model in memory"),
 ])
 def test_bad_streaming_requests_are_one_line(capsys, four_blocks, tmp_path, argv, words):
     code, err = run(capsys, *prune_argv(four_blocks, tmp_path / "x", *argv))

@@ -76,6 +76,13 @@ def summary(record) -> str:
     lines = [f"{record.method} {d['pattern']}: block Linears {linears['sparsity']:.4f} sparse "
              f"({linears['zeros']}/{linears['parameters']}), overall {d['overall']['sparsity']:.4f}, "
              f"prune {seconds['prune']:.1f} s, peak RSS {record.peak_rss_bytes / 2**20:.0f} MiB"]
+    memory = d.get("memory") or {}
+    if memory.get("path") == "streamed":
+        resumed = memory.get("resumed_from_block")
+        lines.append(f"streamed block by block from safetensors ({memory['reason']})"
+                     + (f"; resumed at block {resumed}" if resumed else "")
+                     + (f"; {memory['spilled_bytes'] / 2**20:.1f} MiB of activations spilled to disk"
+                        if memory.get("spilled_bytes") else ""))
     if "precision" in d:
         lines.append(f"compute dtype {d['precision']['dtype']} ({d['precision']['reason']}); statistics float32")
     after, before = record.quality_of("after"), record.quality_of("before")
