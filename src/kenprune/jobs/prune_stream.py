@@ -32,7 +32,12 @@ def memory_plan(model: str, settings: PruneSettings) -> tuple[dict[str, Any], La
 
     if settings.stream == "off":
         return {"path": "in-memory", "reason": "--stream off"}, None
-    _, source, _ = resolve_model(model)
+    try:
+        _, source, _ = resolve_model(model)
+    except KenpruneError:
+        if settings.stream == "on":
+            raise
+        return {"path": "in-memory", "reason": "not a model folder kenprune can resolve before loading"}, None
     local = Path(source).is_dir() and (any(Path(source).glob("*.safetensors")))
     if not local:
         if settings.stream == "on":
