@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kenprune.errors import KenpruneError
-from kenprune.ken.lora import head_bytes, lora_shapes, lora_values, rank_for_bytes, train_lora
+from kenprune.ken.lora import head_bytes, header_bytes, lora_shapes, lora_values, rank_for_bytes, train_lora
 
 
 def test_rank_for_bytes_is_the_largest_rank_that_fits():
@@ -40,4 +40,6 @@ def test_adapter_file_matches_its_byte_budget(minilm_pair):
     per_rank = lora_values(shapes, 1) * 4
     assert budget - per_rank - 64 * 1024 < info["adapter_bytes"] <= budget + 64 * 1024  # header: < 64 KiB
     assert info["trainable_parameters"] * 4 == lora_values(shapes, rank) * 4 + extra
+    header = info["adapter_bytes"] - lora_values(shapes, rank) * 4 - extra
+    assert 0 < header <= header_bytes(shapes)  # the estimate `kenprune ken lora` sizes with is an upper bound
     assert isinstance(loaded.model, torch.nn.Module) and not hasattr(loaded.model, "peft_config")

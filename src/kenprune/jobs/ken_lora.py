@@ -68,7 +68,7 @@ def run(finetuned: str, settings: KenLoraSettings, *, pretrained: str | None = N
         evaluation: Evaluation = KEN_EVALUATION, output: Output = Output(), progress: bool = True) -> RunRecord:
     """Train the equal-bytes LoRA adapter; OUT/adapter (peft's folder), OUT/model with settings.save_model."""
     from ..data.corpora import join_text, load_documents, tokenize_stream
-    from ..ken.lora import head_bytes, lora_shapes, lora_values, rank_for_bytes, train_lora
+    from ..ken.lora import head_bytes, header_bytes, lora_shapes, lora_values, rank_for_bytes, train_lora
     from ..ken.pair import load_pair
     from ..models.loading import SEQUENCE_CLASSIFICATION, save_model
     from .finetune import _batches_causal, _batches_classification
@@ -89,7 +89,7 @@ def run(finetuned: str, settings: KenLoraSettings, *, pretrained: str | None = N
     targets = settings.targets or default_targets(base.model)
     shapes = lora_shapes(base.model, targets)
     extra = head_bytes(base.model) if classifier else 0
-    rank = settings.rank or rank_for_bytes(shapes, budget, extra_bytes=extra)
+    rank = settings.rank or rank_for_bytes(shapes, budget, extra_bytes=extra + header_bytes(shapes))  # file <= budget
     gen = torch.Generator().manual_seed(recipe["seed"])
     docs = load_documents(recipe["data"])
     if classifier:

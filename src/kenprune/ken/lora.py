@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..errors import KenpruneError
 
 HEAD_MODULES = ("classifier",)  # sequence classifiers (BERT family): trained whole beside the adapters
+HEADER_BYTES_PER_TENSOR = 160  # the safetensors JSON header's entry per tensor (name, dtype, shape, offsets), generous
 
 
 def lora_shapes(model: torch.nn.Module, targets: Iterable[str]) -> list[tuple[int, int]]:
@@ -46,6 +47,11 @@ def rank_for_bytes(shapes: list[tuple[int, int]], budget_bytes: int, *, extra_by
         raise KenpruneError(f"{budget_bytes:,} bytes do not hold even a rank-1 adapter "
                             f"({per_rank + extra_bytes:,} bytes)")
     return rank
+
+
+def header_bytes(shapes: list[tuple[int, int]]) -> int:
+    """An upper estimate of the adapter file's JSON header: two tensors (A, B) per adapted Linear."""
+    return 2 * len(shapes) * HEADER_BYTES_PER_TENSOR + 1024
 
 
 def head_bytes(model: torch.nn.Module, bytes_per_value: int = 4) -> int:
