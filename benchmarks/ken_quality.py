@@ -253,34 +253,21 @@ class Bench:
 
     def lora(self, name: str, k: float) -> None:
         """LoRA whose adapter file holds as many bytes as KEN's subnetwork at k; same data, steps and batch."""
-        import copy
-
-        from kenprune.data.corpora import join_text, load_documents, tokenize_stream
-        from kenprune.jobs.finetune import _batches_causal, _batches_classification
+        from kenprune.jobs.ken_lora import copy_loaded, recipe_batches
         from kenprune.ken.lora import head_bytes, lora_shapes, rank_for_bytes, train_lora
-        from kenprune.models.loading import LoadedModel
 
         st = self.setup(name)
         bed = TESTBEDS[name]
         if k not in st["sub_bytes"]:
             self.selection(name, "KEN", k)
         budget = st["sub_bytes"][k]
-        start_model = st["pre"]
-        loaded = LoadedModel(copy.deepcopy(start_model.model), start_model.tokenizer, start_model.name,
-                             start_model.source, start_model.task, start_model.bos)
+        loaded = copy_loaded(st["pre"])
         classifier = not bed.lower_better
         shapes = lora_shapes(loaded.model, bed.lora_targets)
         extra = head_bytes(loaded.model) if classifier else 0
         rank = min(rank_for_bytes(shapes, budget, extra_bytes=extra), min(min(s) for s in shapes))
-        gen = torch.Generator().manual_seed(self.args.seed)
-        docs = load_documents(f"{bed.data}:calib")
         f = bed.finetune
-        if classifier:
-            labels = [lab for lab, _ in sorted(loaded.model.config.label2id.items(), key=lambda kv: kv[1])]
-            batches = _batches_classification(loaded, docs, labels, f["batch_size"], f["seqlen"], gen)
-        else:
-            batches = _batches_causal(tokenize_stream(loaded.tokenizer, join_text(docs)), f["batch_size"], f["seqlen"],
-                                      gen)
+        batches = recipe_batches(loaded, {"data": f"{bed.data}:calib", "seed": self.args.seed, **f}, classifier)
         start = time.perf_counter()
         info = train_lora(loaded, batches, rank=rank, targets=bed.lora_targets, steps=f["steps"],
                           lr=self.args.lora_lr, seed=self.args.seed, classifier=classifier, progress=False)

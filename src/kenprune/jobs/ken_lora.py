@@ -67,11 +67,9 @@ def default_targets(model: torch.nn.Module) -> tuple[str, ...]:
 def run(finetuned: str, settings: KenLoraSettings, *, pretrained: str | None = None,
         evaluation: Evaluation = KEN_EVALUATION, output: Output = Output(), progress: bool = True) -> RunRecord:
     """Train the equal-bytes LoRA adapter; OUT/adapter (peft's folder), OUT/model with settings.save_model."""
-    from ..data.corpora import join_text, load_documents, tokenize_stream
     from ..ken.lora import head_bytes, header_bytes, lora_shapes, lora_values, rank_for_bytes, train_lora
     from ..ken.pair import load_pair
     from ..models.loading import SEQUENCE_CLASSIFICATION, save_model
-    from .finetune import _batches_causal, _batches_classification
 
     if not finetuned:
         raise KenpruneError("give the fine-tuned model: --finetuned FOLDER")
@@ -84,20 +82,13 @@ def run(finetuned: str, settings: KenLoraSettings, *, pretrained: str | None = N
     with timer.stage("load"):
         pre, ft = load_pair(pretrained, finetuned)
         recipe = finetune_recipe(ft)
-        base = _copy(pre)
+        base = copy_loaded(pre)
     classifier = ft.task == SEQUENCE_CLASSIFICATION
     targets = settings.targets or default_targets(base.model)
     shapes = lora_shapes(base.model, targets)
     extra = head_bytes(base.model) if classifier else 0
     rank = settings.rank or rank_for_bytes(shapes, budget, extra_bytes=extra + header_bytes(shapes))  # file <= budget
-    gen = torch.Generator().manual_seed(recipe["seed"])
-    docs = load_documents(recipe["data"])
-    if classifier:
-        labels = [lab for lab, _ in sorted(base.model.config.label2id.items(), key=lambda kv: kv[1])]
-        batches = _batches_classification(base, docs, labels, recipe["batch_size"], recipe["seqlen"], gen)
-    else:
-        batches = _batches_causal(tokenize_stream(base.tokenizer, join_text(docs)), recipe["batch_size"],
-                                  recipe["seqlen"], gen)
+    batches = recipe_batches(base, recipe, classifier)
     record = new_record("ken-lora", ft.identity(), "lora",
                         given(finetuned=finetuned, pretrained=pretrained, lora=settings, evaluation=evaluation),
                         {"lora": {**settings.to_dict(), "targets": list(targets), "rank": rank},
@@ -128,7 +119,21 @@ def run(finetuned: str, settings: KenLoraSettings, *, pretrained: str | None = N
     return record
 
 
-def _copy(loaded):
+def recipe_batches(loaded, recipe: dict[str, Any], classifier: bool):
+    """The fine-tune's own endless batches (same data, batch size, length and seed) for `loaded`."""
+    from ..data.corpora import join_text, load_documents, tokenize_stream
+    from .finetune import _batches_causal, _batches_classification
+
+    gen = torch.Generator().manual_seed(recipe["seed"])
+    docs = load_documents(recipe["data"])
+    if classifier:
+        labels = [lab for lab, _ in sorted(loaded.model.config.label2id.items(), key=lambda kv: kv[1])]
+        return _batches_classification(loaded, docs, labels, recipe["batch_size"], recipe["seqlen"], gen)
+    return _batches_causal(tokenize_stream(loaded.tokenizer, join_text(docs)), recipe["batch_size"],
+                           recipe["seqlen"], gen)
+
+
+def copy_loaded(loaded):
     """A deep copy of a loaded model (LoRA merges into it; the pre-trained side stays the reference)."""
     import copy
 
