@@ -82,3 +82,27 @@ def test_allocation_file_round_trip(layers, tmp_path):
     assert from_file.ratios == direct.ratios
     (tmp_path / "ratios.json").write_text(__import__("json").dumps({"ratios": direct.ratios}))
     assert resolve_allocation(str(tmp_path / "ratios.json"), layers, 0.7).ratios == pytest.approx(direct.ratios)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_kth_smallest_equals_kthvalue_of_the_concatenation(seed):
+    from kenprune.allocate.global_ import kth_smallest
+
+    g = torch.Generator().manual_seed(seed)
+    parts = [torch.randn(int(torch.randint(1, 300, (1,), generator=g)), generator=g) * 10 ** (3 * seed - 9)
+             for _ in range(4)]
+    parts.append(torch.tensor([0.0, -0.0, 0.0, 1.0, 1.0, float("inf"), -float("inf"), 1e-42]))  # ties, subnormal
+    whole = torch.cat(parts)
+    for k in {1, whole.numel(), whole.numel() // 2, int(torch.randint(1, whole.numel() + 1, (1,), generator=g))}:
+        assert kth_smallest(parts, k) == whole.kthvalue(k).values
+    with pytest.raises(ValueError):
+        kth_smallest(parts, 0)
+
+
+def test_kth_smallest_reads_file_backed_scores(tmp_path):
+    from kenprune.allocate.global_ import kth_smallest
+    from kenprune.engine.streaming import file_backed
+
+    scores = [torch.rand(64, 32, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    on_disk = [file_backed(s, tmp_path / f"s{i}.bin") for i, s in enumerate(scores)]
+    assert kth_smallest(on_disk, 1000) == torch.cat([s.reshape(-1) for s in scores]).kthvalue(1000).values

@@ -62,6 +62,8 @@ def test_streamed_run_equals_the_in_memory_run(capsys, four_blocks, tmp_path):
     assert [q.value for q in mem.quality] == [q.value for q in streamed.quality]
     assert mem.layers == streamed.layers and mem.details["overall"] == streamed.details["overall"]
     assert mem.model["weights_sha256"] == streamed.model["weights_sha256"]
+    assert mem.details["weights_sha256"] == streamed.details["weights_sha256"] == folder_sha256(tmp_path / "str" / "model")
+    assert mem.details["weights_sha256"] != mem.model["weights_sha256"]  # the pruned weights, not the input's
     assert all(stage.peak_rss_bytes for stage in streamed.stages)  # the peak per stage
     from kenprune.report.runs import read_run
 
@@ -84,9 +86,26 @@ def test_auto_streams_when_the_model_exceeds_max_memory(capsys, four_blocks, tmp
     assert same_output(tmp_path / "small", tmp_path / "big")
 
 
+@pytest.mark.parametrize("method,allocation", [("wanda", "owl"), ("sparsegpt", "global"), ("magnitude", "global"),
+                                               ("wanda", "dsa:abslog|mean|noop|noop")])
+def test_an_allocation_that_needs_scores_streams_and_equals_in_memory(capsys, four_blocks, tmp_path, method,
+                                                                      allocation):
+    argv = ["prune", "--model", str(four_blocks), "--method", method, "--allocation", allocation, "--sparsity", "0.6",
+            *CALIBRATION, "--no-eval"]
+    code, err = run(capsys, *argv, "--out", str(tmp_path / "mem"), "--stream", "off")
+    assert code == 0, err
+    assert run(capsys, *argv, "--out", str(tmp_path / "str"), "--stream", "on", "--max-memory", "1MB")[0] == 0
+    assert same_output(tmp_path / "mem", tmp_path / "str")
+    mem, streamed = read(tmp_path / "mem"), read(tmp_path / "str")
+    assert mem.details["allocation"] == streamed.details["allocation"]
+    assert len(set(mem.details["allocation"]["ratios"].values())) > 1  # the allocation is not uniform
+    assert streamed.details["memory"]["scoring_pass"] == "streamed, scores in files"
+    assert streamed.details["memory"]["scores_file_bytes"] == 4 * sum(x.parameters for x in streamed.layers)
+    assert not checkpoint_folder(tmp_path / "str").exists() and not leftovers(tmp_path)
+
+
 @pytest.mark.parametrize("argv,words", [
     (["--max-memory", "lots"], "is not a size"),
-    (["--stream", "on", "--allocation", "owl"], "not streamed yet"),
     (["--stream", "on", "--clients", "wiki,lee"], "federated calibration keeps the model in memory"),
 ])
 def test_bad_streaming_requests_are_one_line(capsys, four_blocks, tmp_path, argv, words):

@@ -21,13 +21,16 @@ def model_layers(model: nn.Module, scores: Mapping[str, torch.Tensor] | None = N
 
 
 def layer_source(model: nn.Module, calibration: Any = None, *, method: str = "wanda",
-                 progress: bool = True, dtype: str | None = None) -> Callable[[bool], list[Layer]]:
+                 progress: bool = True, dtype: str | None = None, batch_size: int | None = None
+                 ) -> Callable[[bool], list[Layer]]:
     """For `resolve_allocation`: the layers, with a dense scoring pass only if the allocator needs one."""
     def source(needs_scores: bool) -> list[Layer]:
         if not needs_scores:
             return model_layers(model)
         from ..engine.elementwise import layer_scores
 
-        return model_layers(model, layer_scores(model, calibration, method=method, progress=progress, dtype=dtype))
+        options = {} if batch_size is None else {"batch_size": batch_size}
+        return model_layers(model, layer_scores(model, calibration, method=method, progress=progress, dtype=dtype,
+                                                **options))
 
     return source

@@ -150,23 +150,29 @@ def pruned_copy(model: nn.Module, sparsity: Sparsity, calibration: CalibrationDa
 def layer_scores(model: nn.Module, calibration: CalibrationData = None, *, method: str = "wanda",
                  reduce: Callable[[str, torch.Tensor], Any] | None = None, device: str | torch.device | None = None,
                  batch_size: int = Calibration.batch_size, progress: bool = True,
-                 dtype: str | torch.dtype | None = None) -> dict[str, Any]:
+                 dtype: str | torch.dtype | None = None, stream: Any = None) -> dict[str, Any]:
     """Element-wise scores [out, in] of every block Linear from one dense pass, nothing pruned.
 
     `reduce(name, scores)` turns each score matrix into what the caller keeps (e.g. OWL's outlier
-    ratio) so 30 blocks of scores need not sit in memory; by default the scores are kept on CPU.
+    ratio, or a file-backed copy) so 30 blocks of scores need not sit in memory; by default the scores
+    are kept on CPU. `stream`: a read-only `BlockStream` (a model bigger than memory).
     """
     spec = METHODS.get(method)
     reduce = reduce or (lambda _name, s: s.cpu())
+    if spec.statistic == NO_STATISTIC and stream is not None:
+        return {n: reduce(n, spec.score(linear_weight(m), None))
+                for linears in stream.each_block(progress=progress, desc=f"{method} scores")
+                for n, m in linears.items()}
     if spec.statistic == NO_STATISTIC:
         blocks_name, blocks = find_blocks(model)
         return {n: reduce(n, spec.score(linear_weight(m), None))
                 for i, b in enumerate(blocks)
                 for n, m in block_linears(b, f"{blocks_name}.{i}" if blocks_name else str(i)).items()}
     out: dict[str, Any] = {}
-    inputs = _inputs(model, calibration, batch_size)
+    owned = stream is not None and isinstance(calibration, torch.Tensor)
+    inputs = stream.capture(calibration, batch_size) if owned else _inputs(model, calibration, batch_size)
     for step in sequential_blocks(model, inputs, device=device, recompute=False, progress=progress,
-                                  desc=f"{method} scores", dtype=dtype):
+                                  desc=f"{method} scores", dtype=dtype, consume=owned, stream=stream):
         stats = step.collect(spec.statistic)
         for name, module in step.linears.items():
             out[name] = reduce(name, spec.score(linear_weight(module), stats[name]))

@@ -90,15 +90,37 @@ def spill(hidden: list[torch.Tensor], budget: int, folder: Path | None) -> tuple
             kept += size
             out.append(h)
             continue
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"hidden-{b:05d}.bin"
-        with open(path, "wb") as fh:
-            fh.truncate(size)
-        mapped = torch.from_file(str(path), shared=True, size=h.numel(), dtype=h.dtype).view(h.shape)
-        mapped.copy_(h)
-        out.append(mapped)
+        out.append(file_backed(h, folder / f"hidden-{b:05d}.bin"))
         spilled += size
     return out, spilled
+
+
+def file_backed(tensor: torch.Tensor, path: Path) -> torch.Tensor:
+    """A copy of `tensor` living in the file `path` (torch.from_file, shared: paged by the kernel, not held)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.truncate(tensor.numel() * tensor.element_size())
+    mapped = torch.from_file(str(path), shared=True, size=tensor.numel(), dtype=tensor.dtype).view(tensor.shape)
+    mapped.copy_(tensor)
+    return mapped
+
+
+def streamed_scores(lazy: LazyModel, windows: torch.Tensor | None, folder: Path, *, method: str,
+                    batch_size: int, dtype: str | torch.dtype | None = None, activation_budget: int = 1 << 62,
+                    progress: bool = True) -> dict[str, torch.Tensor]:
+    """`layer_scores` of a model bigger than memory: one dense pass, one block read at a time, every
+    layer's scores in a file under `folder` (what an allocation that needs scores reads: global, OWL, DSA)."""
+    from .elementwise import layer_scores
+
+    names: dict[str, int] = {}
+
+    def to_file(name: str, scores: torch.Tensor) -> torch.Tensor:
+        names[name] = len(names)
+        return file_backed(scores.float().cpu(), folder / f"scores-{names[name]:05d}.bin")
+
+    reader = BlockStream(lazy, activation_budget=activation_budget, spill_dir=folder / "spill")
+    return layer_scores(lazy.model, windows, method=method, reduce=to_file, batch_size=batch_size, dtype=dtype,
+                        stream=reader, progress=progress)
 
 
 def capture(lazy: LazyModel, windows: torch.Tensor, batch_size: int) -> BlockInputs:

@@ -68,7 +68,9 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     from ..evaluate import evaluate, evaluate_tasks
     from ..formats import save_sparse
     from ..methods import METHODS, Pattern
+    from ..models.lazy import folder_sha256
     from ..models.loading import load_model, load_tokenizer, save_model
+    from ..provenance import model_sha256
     from ..precision import resolve_dtype
     from ..engine.sequential import resolve_device
     from .prune_stream import StreamedPrune, check_streamable, memory_plan
@@ -137,9 +139,15 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
         from ..allocate.model import layer_source
 
         with timer.stage("allocate"):
-            chosen = resolve_allocation(settings.allocation, layer_source(loaded.model, windows, method=settings.method,
-                                                                          progress=progress, dtype=precision.dtype),
-                                        sparsity)
+            if streamed is not None:  # a dense pass one block at a time, the scores in files until chosen
+                source = streamed.layer_source(windows, method=settings.method, batch_size=calibration.batch_size,
+                                               dtype=precision.dtype, progress=progress)
+            else:
+                source = layer_source(loaded.model, windows, method=settings.method, progress=progress,
+                                      dtype=precision.dtype, batch_size=calibration.batch_size)
+            chosen = resolve_allocation(settings.allocation, source, sparsity)
+            if streamed is not None:
+                streamed.drop_scores()
         record.details["allocation"] = chosen.to_dict()
         sparsity = allocated = chosen.ratios
     with timer.stage("prune"), loaded.tokenizer_released():
@@ -188,8 +196,10 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
             with timer.stage("save"):
                 if streamed is not None:
                     streamed.move_into(tmp)
+                    record.details["weights_sha256"] = folder_sha256(tmp / MODEL_DIR)  # read back, a tensor at a time
                 else:
                     save_model(loaded, tmp / MODEL_DIR, _model_record(identity, settings, parsed, resolved))
+                    record.details["weights_sha256"] = model_sha256(loaded.model)
                     sparse = save_sparse(loaded.model, tmp / SPARSE_FILE,
                                          nm=(parsed.n, parsed.m) if parsed.is_nm else None,
                                          dtype=SPARSE_DTYPES[settings.sparse_dtype])

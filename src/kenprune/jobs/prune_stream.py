@@ -12,18 +12,19 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from ..engine.checkpoint import BlockSink, checkpoint_folder
-from ..engine.streaming import PruneStream, plan
+from ..engine.streaming import PruneStream, plan, streamed_scores
 from ..errors import KenpruneError, describe
 from ..measure import current_rss_bytes
 from ..models.lazy import LazyModel
 from ..settings import Evaluation, Output, PruneSettings
 
 ASSEMBLED = "output"
+SCORES = "scores"  # an allocation's dense scores, one file per layer, dropped once it is chosen
 
 
 def memory_plan(model: str, settings: PruneSettings) -> tuple[dict[str, Any], LazyModel | None]:
@@ -68,9 +69,6 @@ def check_streamable(settings: PruneSettings, evaluation: Evaluation, *, federat
     if federated:
         raise KenpruneError("federated calibration keeps the model in memory and is not streamed yet; use "
                             "--stream off (or a larger --max-memory)")
-    if settings.allocation is not None:
-        raise KenpruneError("--allocation needs every layer's scores at once and is not streamed yet; use "
-                            "--stream off (or a larger --max-memory)")
     if evaluation.tasks_enabled:
         raise KenpruneError("zero-shot tasks run on the model in memory and are not streamed yet; drop --tasks or "
                             "use --stream off")
@@ -82,6 +80,7 @@ class StreamedPrune:
     def __init__(self, lazy: LazyModel, output: Output, fingerprint: dict[str, Any], memory: dict[str, Any], *,
                  nm: tuple[int, int] | None, sparse_dtype: torch.dtype | None) -> None:
         self.lazy, self.memory = lazy, memory
+        self.scoring: dict[str, Any] = {}
         self.temporary = output.folder is None
         self.folder = Path(tempfile.mkdtemp(prefix="kenprune-stream-")) if self.temporary else \
             checkpoint_folder(output.folder)
@@ -94,7 +93,28 @@ class StreamedPrune:
     def details(self) -> dict[str, Any]:
         return {**self.memory, "checkpoint": None if self.temporary else str(self.folder),
                 "resumed_from_block": self.stream.resumed_from, "activations_bytes": self.stream.activation_bytes,
-                "spilled_bytes": self.stream.spilled_bytes}
+                "spilled_bytes": self.stream.spilled_bytes, **self.scoring}
+
+    def layer_source(self, windows: torch.Tensor | None, *, method: str, batch_size: int, dtype: str | None,
+                     progress: bool) -> Callable[[bool], list[Any]]:
+        """For `resolve_allocation`: the layers, scored (when the allocator needs it) by a streamed dense
+        pass whose scores live in files under the work folder until `drop_scores`."""
+        from ..allocate.model import model_layers
+
+        def source(needs_scores: bool) -> list[Any]:
+            if not needs_scores:
+                return model_layers(self.lazy.model)
+            scores = streamed_scores(self.lazy, windows, self.folder / SCORES, method=method, batch_size=batch_size,
+                                     dtype=dtype, activation_budget=self.memory["activation_budget_bytes"],
+                                     progress=progress)
+            self.scoring = {"scores_file_bytes": sum(s.numel() * s.element_size() for s in scores.values()),
+                            "scoring_pass": "streamed, scores in files"}
+            return model_layers(self.lazy.model, scores)
+
+        return source
+
+    def drop_scores(self) -> None:
+        shutil.rmtree(self.folder / SCORES, ignore_errors=True)
 
     def assemble(self, tokenizer: Any, extra: dict[str, Any], model_dir: str, sparse_file: str) -> dict[str, Any]:
         """The output files in the work folder; save_sparse's summary of the sparse file."""

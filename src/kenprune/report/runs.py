@@ -270,6 +270,8 @@ def prune_view(run: Run) -> None:
         resumed = memory.get("resumed_from_block")
         run.summary["memory path"] = (f"streamed block by block ({memory.get('reason', '')})"
                                       + (f"; resumed from block {resumed}" if resumed else ""))
+    if d.get("weights_sha256"):
+        run.summary["pruned weights sha256"] = d["weights_sha256"][:16]
     if d.get("calibration"):
         run.protocol["calibration"] = d["calibration"]
     if d.get("federated"):
