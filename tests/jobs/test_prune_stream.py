@@ -104,9 +104,35 @@ def test_an_allocation_that_needs_scores_streams_and_equals_in_memory(capsys, fo
     assert not checkpoint_folder(tmp_path / "str").exists() and not leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_federated_rounds_stream_and_equal_in_memory(capsys, four_blocks, tmp_path, method):
+    argv = ["prune", "--model", str(four_blocks), "--method", method, "--clients", "wiki,lee", *CALIBRATION,
+            "--no-eval"]
+    assert run(capsys, *argv, "--out", str(tmp_path / "mem"), "--stream", "off")[0] == 0
+    assert run(capsys, *argv, "--out", str(tmp_path / "str"), "--stream", "on", "--max-memory", "1MB")[0] == 0
+    assert same_output(tmp_path / "mem", tmp_path / "str")
+    mem, streamed = read(tmp_path / "mem"), read(tmp_path / "str")
+    assert streamed.details["memory"]["path"] == "streamed"
+    assert mem.details["federated"]["agreement"] == streamed.details["federated"]["agreement"]
+    assert mem.details["federated"]["clients"] == streamed.details["federated"]["clients"]
+    assert not checkpoint_folder(tmp_path / "str").exists() and not leftovers(tmp_path)
+
+
+def test_statistics_files_prune_streamed_like_in_memory(capsys, four_blocks, tmp_path):
+    for client, data in (("a", "wiki:calib"), ("b", "lee:calib")):
+        assert run(capsys, "stats", "export", "--model", str(four_blocks), "--method", "wanda", "--calib", data,
+                   *CALIBRATION, "--out", str(tmp_path / client))[0] == 0
+    argv = ["prune", "--model", str(four_blocks), "--method", "wanda", "--stats", str(tmp_path / "a"),
+            str(tmp_path / "b"), "--no-eval"]
+    assert run(capsys, *argv, "--out", str(tmp_path / "mem"), "--stream", "off")[0] == 0
+    assert run(capsys, *argv, "--out", str(tmp_path / "str"), "--stream", "on")[0] == 0
+    assert same_output(tmp_path / "mem", tmp_path / "str")
+    assert read(tmp_path / "str").details["federated"]["mode"] == "dense"
+
+
 @pytest.mark.parametrize("argv,words", [
     (["--max-memory", "lots"], "is not a size"),
-    (["--stream", "on", "--clients", "wiki,lee"], "federated calibration keeps the model in memory"),
+    (["--stream", "on", "--clients", "wiki,lee", "--workers", "2"], "runs its clients in this process"),
 ])
 def test_bad_streaming_requests_are_one_line(capsys, four_blocks, tmp_path, argv, words):
     code, err = run(capsys, *prune_argv(four_blocks, tmp_path / "x", *argv))

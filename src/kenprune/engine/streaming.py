@@ -176,6 +176,13 @@ class PruneStream(BlockStream):
         self.start = sink.resume(discard_other)
         self.resumed_from = self.start
 
+    def restart(self) -> None:
+        """Start from block 0 whatever was checkpointed (a pass whose activations the sink does not hold)."""
+        if self.start:
+            self.sink.discard()
+            self.sink.state.update(next_block=0, layers=[], tensors={})
+            self.start = self.resumed_from = 0
+
     def begin(self, hidden: list[torch.Tensor]) -> tuple[int, list[torch.Tensor]]:
         if 0 < self.start < self.sink.count:
             hidden = self.sink.saved_hidden()  # what entered block `start` in the interrupted run

@@ -19,6 +19,7 @@ same pruned prefix) against the merged mask: the share of weights with the same 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -187,16 +188,24 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
                  sparsity: Sparsity = 0.5, pattern: str | Pattern | None = None, group: str | None = None,
                  weighting: str = "tokens", workers: int = 1, ray_address: str | None = None,
                  model_ref: str | None = None, agreement: bool = True, batch_size: int = Calibration.batch_size,
-                 dtype: str | None = None, progress: bool = True) -> dict[str, Any]:
+                 dtype: str | None = None, progress: bool = True, stream: Any = None) -> dict[str, Any]:
     """Prune `model` in place from the clients' merged statistics, block by block (see the module docstring).
 
     workers 1 without ray_address: clients in this process; else Ray actors, each loading `model_ref`
     (a name or folder; default: a pickled copy of `model`). Returns the sparsity report with a
     `federated` entry: mode, executor, weighting, each client's identity and weight, agreement, timing.
+    stream: a `PruneStream` (a model bigger than memory, in-process clients only): round k reads block k,
+    and block k-1 is written and freed once every client has passed through it. The clients' activations
+    are not checkpointed, so an interrupted run starts again from block 0.
     """
     spec = calibrated_method(method)
     if not clients:
         raise KenpruneError("federated calibration needs at least one client")
+    if stream is not None and (workers != 1 or ray_address):
+        raise KenpruneError("a streamed federated prune runs its clients in this process (Ray workers would each "
+                            "load the whole model); use --workers 1, or --stream off")
+    if stream is not None:
+        stream.restart()
     pattern = Pattern.parse(pattern)
     group = group or spec.default_group
     targets = layer_targets(model, sparsity, pattern)
@@ -210,7 +219,8 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
         # in-process clients share the server's model, so they compute where it is (each would move the shared
         # blocks to and from an accelerator under the others' feet)
         pool: Any = _LocalPool([Client(model, c.windows, spec.statistic, batch_size=batch_size, dtype=dtype,
-                                       device=str(next(model.parameters()).device)) for c in clients])
+                                       device="cpu" if stream is not None else str(next(model.parameters()).device))
+                              for c in clients])  # a streamed skeleton's weights are on `meta` between reads
     else:
         ref = model_ref if model_ref is not None else model
         pool = _RayPool([Client(ref, c.windows, spec.statistic, batch_size=batch_size, dtype=dtype)
@@ -223,15 +233,22 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
     try:
         for index, block in enumerate(tqdm(blocks, desc=f"federated {method}", unit="block", disable=not progress,
                                            leave=False)):
-            parts = pool.round(previous)
+            if stream is not None:
+                stream.load(index, block)
+            with stream.lazy.rest_loaded() if stream is not None and index == 0 else contextlib.nullcontext():
+                parts = pool.round(previous)  # round 0: the clients capture their inputs (embeddings needed)
             linears = block_linears(block, f"{blocks_name}.{index}" if blocks_name else str(index))
             merged = merge_layers(parts, weighting)
             per_layer.update(prune_block(spec, linears, targets, merged, pattern, group, parts if agreement else ()))
             sizes.update({n: linear_weight(m).numel() for n, m in linears.items()})
             previous = {n: linear_weight(m).detach().clone() for n, m in linears.items() if targets[n] > 0}
+            if stream is not None and index > 0:  # every client has passed through block index-1 now
+                stream.done(index - 1, blocks[index - 1], None)
     finally:
-        pool.close()
-    report = sparsity_report(model)
+        pool.close()  # the clients' passes end, and with them their hold on the last block
+    if stream is not None:
+        stream.done(len(blocks) - 1, blocks[-1], None)
+    report = stream.finish(False) if stream is not None else sparsity_report(model)
     report["targets"] = {"method": method, "pattern": str(pattern), "group": group,
                          "sparsity": sparsity if not isinstance(sparsity, Mapping) else "per-layer"}
     report["federated"] = {
@@ -258,10 +275,12 @@ def collect_dense(model: nn.Module, windows: torch.Tensor, statistic: str, *,
 
 def prune_from_stats(model: nn.Module, layers: Mapping[str, ShardStats], *, method: str = "wanda",
                      sparsity: Sparsity = 0.5, pattern: str | Pattern | None = None, group: str | None = None,
-                     alone: Sequence[Mapping[str, ShardStats]] = (), progress: bool = True) -> dict[str, Any]:
+                     alone: Sequence[Mapping[str, ShardStats]] = (), progress: bool = True,
+                     stream: Any = None) -> dict[str, Any]:
     """Prune `model` in place from given statistics (a merged statistics file): no calibration pass.
 
-    alone: each client's own statistics, for the agreement of their masks with the merged ones."""
+    alone: each client's own statistics, for the agreement of their masks with the merged ones.
+    stream: a `PruneStream` (a model bigger than memory): each block read, pruned, written and freed."""
     spec = calibrated_method(method)
     pattern = Pattern.parse(pattern)
     group = group or spec.default_group
@@ -270,13 +289,18 @@ def prune_from_stats(model: nn.Module, layers: Mapping[str, ShardStats], *, meth
     if missing:
         raise KenpruneError(f"the statistics have no entry for {missing[0]} (and {len(missing) - 1} more Linears); "
                             f"were they computed on this model?")
-    blocks_name, blocks = find_blocks(model)
     per_layer: dict[str, list[float]] = {}
-    for index, block in enumerate(tqdm(blocks, desc=f"{method} from statistics", unit="block", disable=not progress,
-                                       leave=False)):
-        linears = block_linears(block, f"{blocks_name}.{index}" if blocks_name else str(index))
+    desc = f"{method} from statistics"
+    if stream is not None:
+        each_block: Any = stream.each_block(progress=progress, desc=desc)
+    else:
+        blocks_name, blocks = find_blocks(model)
+        each_block = (block_linears(block, f"{blocks_name}.{i}" if blocks_name else str(i))
+                      for i, block in enumerate(tqdm(blocks, desc=desc, unit="block", disable=not progress,
+                                                     leave=False)))
+    for linears in each_block:
         per_layer.update(prune_block(spec, linears, targets, layers, pattern, group, alone))
-    report = sparsity_report(model)
+    report = stream.finish(False) if stream is not None else sparsity_report(model)
     report["targets"] = {"method": method, "pattern": str(pattern), "group": group,
                          "sparsity": sparsity if not isinstance(sparsity, Mapping) else "per-layer"}
     report["agreement_layers"] = per_layer

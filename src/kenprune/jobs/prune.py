@@ -87,7 +87,7 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     check_output(output, [model, settings.allocation, *federated.stats])
     memory, lazy = memory_plan(model, settings)  # streamed when the whole model would not fit (settings.max_memory)
     if lazy is not None:
-        check_streamable(settings, evaluation, federated=fed is not None)
+        check_streamable(settings, evaluation, fed)
     parsed = Pattern.parse(settings.pattern)
     sparsity = settings.resolved_sparsity()
     timer = StageTimer()
@@ -121,7 +121,8 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     streamed = None
     if lazy is not None:  # a checkpoint beside the output: a killed run continues from its last block
         same_run = {"model": identity["weights_sha256"], "calibration": resolved.get("calibration"),
-                    "prune": {k: v for k, v in resolved["prune"].items() if k not in ("max_memory", "stream")}}
+                    "prune": {k: v for k, v in resolved["prune"].items() if k not in ("max_memory", "stream")},
+                    **({"federated": resolved["federated"]} if "federated" in resolved else {})}
         streamed = StreamedPrune(lazy, output, same_run,
                                  memory, nm=(parsed.n, parsed.m) if parsed.is_nm else None,
                                  sparse_dtype=SPARSE_DTYPES[settings.sparse_dtype])
@@ -156,7 +157,7 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
 
             report = federated_prune(loaded, fed, clients, method=settings.method, sparsity=sparsity, pattern=parsed,
                                      group=settings.group, calibration=calibration, dtype=precision.dtype,
-                                     progress=progress)
+                                     progress=progress, stream=streamed.stream if streamed else None)
             record.details["federated"] = report.pop("federated")
         else:
             report = prune_model(loaded.model, windows, method=settings.method, sparsity=sparsity, pattern=parsed,

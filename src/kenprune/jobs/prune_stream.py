@@ -64,11 +64,11 @@ def memory_plan(model: str, settings: PruneSettings) -> tuple[dict[str, Any], La
     return memory, full
 
 
-def check_streamable(settings: PruneSettings, evaluation: Evaluation, *, federated: bool = False) -> None:
+def check_streamable(settings: PruneSettings, evaluation: Evaluation, federated: Any = None) -> None:
     """What the streamed path does not do yet, refused in one line before any work."""
-    if federated:
-        raise KenpruneError("federated calibration keeps the model in memory and is not streamed yet; use "
-                            "--stream off (or a larger --max-memory)")
+    if federated is not None and federated.clients and (federated.workers != 1 or federated.ray_address):
+        raise KenpruneError("a streamed federated prune runs its clients in this process (Ray workers would each "
+                            "load the whole model); use --workers 1, or --stream off")
     if evaluation.tasks_enabled:
         raise KenpruneError("zero-shot tasks run on the model in memory and are not streamed yet; drop --tasks or "
                             "use --stream off")

@@ -143,8 +143,9 @@ def merge(sources: Sequence[str | Path], *, weighting: str = "tokens", output: O
 
 def federated_prune(loaded: Any, federated: FederatedSettings, clients: Sequence[Any], *, method: str,
                     sparsity: Any, pattern: Any, group: str | None, calibration: Calibration, dtype: str | None,
-                    progress: bool = True) -> dict[str, Any]:
-    """The federated branch of `kenprune prune`: rounds over `clients` (ClientData), or the statistics files."""
+                    progress: bool = True, stream: Any = None) -> dict[str, Any]:
+    """The federated branch of `kenprune prune`: rounds over `clients` (ClientData), or the statistics files;
+    `stream`: the streamed path's PruneStream (a model bigger than memory)."""
     from ..federated.rounds import agreement_summary, calibrated_method, prune_from_stats, prune_rounds
     from ..federated.stats import merge_layers
 
@@ -153,13 +154,13 @@ def federated_prune(loaded: Any, federated: FederatedSettings, clients: Sequence
                             weighting=federated.weighting, workers=federated.workers,
                             ray_address=federated.ray_address, model_ref=loaded.source,
                             agreement=federated.agreement, batch_size=calibration.batch_size, dtype=dtype,
-                            progress=progress)
+                            progress=progress, stream=stream)
     spec = calibrated_method(method)
     parts, metas = load_many(federated.stats, model=loaded.identity(), statistic=spec.statistic, method=method)
     merged = parts[0] if len(parts) == 1 else merge_layers(parts, federated.weighting)
     alone = parts if federated.agreement and len(parts) > 1 else ()
     report = prune_from_stats(loaded.model, merged, method=method, sparsity=sparsity, pattern=pattern, group=group,
-                              alone=alone, progress=progress)
+                              alone=alone, progress=progress, stream=stream)
     meta = _merged_meta(metas, federated.weighting)
     per_layer = report.pop("agreement_layers")
     sources = [{"name": str(s), "tokens": sum(c["tokens"] for c in m["clients"])}
