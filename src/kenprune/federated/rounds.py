@@ -37,6 +37,9 @@ from ..models.blocks import block_linears, find_blocks, linear_weight, set_linea
 from ..settings import Calibration, Sparsity
 from .stats import ShardStats, client_weights, merge_layers
 
+STREAMED_RAY_REFUSAL = ("a streamed federated prune runs its clients in this process (Ray workers would each load the "
+                        "whole model); use --workers 1, or --stream off")
+
 
 @dataclass
 class ClientData:
@@ -202,8 +205,7 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
     if not clients:
         raise KenpruneError("federated calibration needs at least one client")
     if stream is not None and (workers != 1 or ray_address):
-        raise KenpruneError("a streamed federated prune runs its clients in this process (Ray workers would each "
-                            "load the whole model); use --workers 1, or --stream off")
+        raise KenpruneError(STREAMED_RAY_REFUSAL)
     if stream is not None:
         stream.restart()
     pattern = Pattern.parse(pattern)

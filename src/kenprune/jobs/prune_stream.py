@@ -67,8 +67,9 @@ def memory_plan(model: str, settings: PruneSettings) -> tuple[dict[str, Any], La
 def check_streamable(settings: PruneSettings, evaluation: Evaluation, federated: Any = None) -> None:
     """What the streamed path does not do yet, refused in one line before any work."""
     if federated is not None and federated.clients and (federated.workers != 1 or federated.ray_address):
-        raise KenpruneError("a streamed federated prune runs its clients in this process (Ray workers would each "
-                            "load the whole model); use --workers 1, or --stream off")
+        from ..federated.rounds import STREAMED_RAY_REFUSAL
+
+        raise KenpruneError(STREAMED_RAY_REFUSAL)
     if evaluation.tasks_enabled:
         raise KenpruneError("zero-shot tasks run on the model in memory and are not streamed yet; drop --tasks or "
                             "use --stream off")
