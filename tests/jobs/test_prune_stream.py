@@ -201,3 +201,21 @@ def test_a_read_only_output_location_is_refused_before_any_work(capsys, four_blo
     code, err = run(capsys, *prune_argv(four_blocks, tmp_path / "run", "--stream", "on"))
     assert code == 2 and "cannot write to" in err.splitlines()[-1] and "Read-only file system" in err
     assert not (tmp_path / "run").exists() and not checkpoint_folder(tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_a_streamed_prune_on_cuda_agrees_with_the_streamed_cpu_run(capsys, four_blocks, tmp_path, method):
+    """One block on the GPU at a time: the masks match the CPU run up to float ties."""
+    from safetensors.torch import load_file
+
+    argv = ["prune", "--model", str(four_blocks), "--method", method, *CALIBRATION, "--no-eval", "--stream", "on"]
+    assert run(capsys, *argv, "--device", "cpu", "--out", str(tmp_path / "cpu"))[0] == 0
+    assert run(capsys, *argv, "--device", "cuda", "--out", str(tmp_path / "gpu"))[0] == 0
+    cpu, gpu = ({k: v for f in sorted((tmp_path / p / "model").glob("*.safetensors")) for k, v in load_file(f).items()}
+                for p in ("cpu", "gpu"))
+    assert cpu.keys() == gpu.keys()
+    for name in cpu:
+        agree = float(((cpu[name] == 0) == (gpu[name] == 0)).float().mean())
+        assert agree > 0.98, f"{name}: masks agree on only {agree:.3f}"
+    assert read(tmp_path / "gpu").details["memory"]["path"] == "streamed"
