@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -156,10 +157,19 @@ def llmc_rows(args, tmp: Path, windows_file: Path, model_dir: str) -> list[dict]
             continue
         info = json.loads(stdout.strip().splitlines()[-1])
         row.update({"prune_s": info["seconds"], "versions": info["versions"]})
+        for source in Path(model_dir).iterdir():  # llm-compressor saves the weights only: the base's tokenizer
+            if "token" in source.name or source.suffix == ".jinja":
+                shutil.copy(source, out / source.name)
         scored = tmp / f"{out.name}-eval"
-        run_rusage(["eval", "--model", str(out), "--data", args.eval, "--max-windows", str(args.eval_windows),
-                    "--out", str(scored)])
-        row["perplexity"] = read_record(scored).quality_of("after").value
+        try:
+            run_rusage(["eval", "--model", str(out), "--data", args.eval, "--max-windows", str(args.eval_windows),
+                        "--out", str(scored)])
+            row["perplexity"] = read_record(scored).quality_of("after").value
+        except RuntimeError as exc:  # recorded, and the run's other rows are kept
+            row["error"] = f"kenprune could not score its output: {str(exc).splitlines()[-1][:240]}"
+            rows.append(row)
+            print(f"llm-compressor {method} {setting}: {row['prune_s']:.1f} s, not scored: {row['error']}", flush=True)
+            continue
         rows.append(row)
         print(f"llm-compressor {method} {setting}: {row['prune_s']:.1f} s, ppl {row['perplexity']:.3f}", flush=True)
     return rows
