@@ -176,6 +176,15 @@ def _placed(model: Any, device: str | None) -> Iterator[str]:
         model.train(mode)
 
 
+@contextlib.contextmanager
+def _streamed_device(loaded: Any, device: str | None) -> Iterator[str]:
+    """The device the blocks of a streamed model visit (the one given, else the model's own setting, else CUDA
+    when there is one); the skeleton itself stays where it is (on the meta device)."""
+    from ..engine.sequential import resolve_device
+
+    yield str(resolve_device(device or getattr(loaded, "device", None)))
+
+
 _MANAGERS: dict[tuple, Any] = {}
 
 
@@ -223,7 +232,9 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
 
     dtype = str(next(loaded.model.parameters()).dtype).replace("torch.", "")
     results: list[dict] = []
-    with _environment(offline=not selection.stock, progress=progress), _placed(loaded.model, device) as device:
+    streamed = getattr(loaded, "lazy", None) is not None  # a LazyModel.loaded(): scored block by block
+    placed = _streamed_device(loaded, device) if streamed else _placed(loaded.model, device)
+    with _environment(offline=not selection.stock, progress=progress), placed as device:
         from unittest.mock import patch
 
         import lm_eval
@@ -234,9 +245,15 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
         tokenizer = loaded.tokenizer
         if tokenizer.pad_token is None:  # lm-eval pads batches; the EOS token is the usual pad
             tokenizer.pad_token = tokenizer.eos_token
-        lm = HFLM(pretrained=loaded.model, tokenizer=tokenizer, backend="causal", batch_size=batch_size)
+        if streamed:
+            from .streamed_lm import StreamedLM
+
+            lm = StreamedLM(loaded, tokenizer, batch_size=batch_size, device=device, progress=progress)
+        else:
+            lm = HFLM(pretrained=loaded.model, tokenizer=tokenizer, backend="causal", batch_size=batch_size)
         for name in selection.names:
             start = time.perf_counter()
+            passes = len(lm.passes) if streamed else 0
             try:
                 # lm-eval's own environment dump shells out to git and torch's collect_env for every task (slow,
                 # and "fatal: not a git repository" on stderr); kenprune's record carries its own provenance
@@ -253,8 +270,11 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
                 raise KenpruneError(f"lm-eval could not run task {name}: {type(exc).__name__}: {text}{hint}") \
                     from None
             results.append(_task_result(selection, name, out, time.perf_counter() - start, folder))
+            if streamed:  # what the block-by-block scoring of this task held (StreamedLM.held)
+                results[-1]["streamed"] = lm.held(passes)
     return {"tasks": results, "protocol": {
         "evaluator": "lm-evaluation-harness", "lm_eval_version": version, "num_fewshot": 0, "limit": limit,
+        "path": "streamed" if streamed else "in-memory",
         "batch_size": batch_size, "dtype": dtype, "device": device, "offline": not selection.stock,
         "selection": selection.spec, "task_dir": selection.task_dir, "tasks_folder": str(folder),
         "interval": "Wilson 95 % per task; normal 95 % for the mean of independent tasks"}}
