@@ -54,10 +54,11 @@ class StreamedLM(HFLM):  # type: ignore[misc,valid-type]
     """lm-eval's HFLM over a streamed model (a `LazyModel.loaded()`): loglikelihoods scored block by block."""
 
     def __init__(self, loaded: Any, tokenizer: Any, *, batch_size: int = 8, device: Any = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, **options: Any) -> None:
         # HFLM takes the skeleton (parameters on the meta device) as it takes an in-memory model: it reads its
-        # config (max_length, BOS policy) and tokenizer, never its weights
-        super().__init__(pretrained=loaded.model, tokenizer=tokenizer, backend="causal", batch_size=batch_size)
+        # config (max_length, BOS policy) and tokenizer, never its weights. `options`: HFLM's (e.g. max_length)
+        super().__init__(pretrained=loaded.model, tokenizer=tokenizer, backend="causal", batch_size=batch_size,
+                         **options)
         self._device = torch.device("cpu")  # where the inputs are built; the blocks visit `self.stream_device`
         self.loaded, self.stream_device, self.progress = loaded, device, progress
         self.passes: list[dict[str, Any]] = []  # what each streamed pass held (one per lm-eval request type call)

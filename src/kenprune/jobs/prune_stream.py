@@ -69,9 +69,6 @@ def check_streamable(settings: PruneSettings, evaluation: Evaluation, federated:
     if federated is not None and federated.clients and (federated.workers != 1 or federated.ray_address):
         raise KenpruneError("a streamed federated prune runs its clients in this process (Ray workers would each "
                             "load the whole model); use --workers 1, or --stream off")
-    if evaluation.tasks_enabled:
-        raise KenpruneError("zero-shot tasks run on the model in memory and are not streamed yet; drop --tasks or "
-                            "use --stream off")
 
 
 class StreamedPrune:
