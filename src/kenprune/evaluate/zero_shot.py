@@ -5,7 +5,10 @@ names from a user's `--task-dir`) with one-line errors before any model loads. `
 loaded model and tokenizer in lm-eval's HFLM, runs each task zero-shot (few-shot 0) through
 `lm_eval.simple_evaluate` with a TaskManager that indexes only kenprune's task folder and the user's
 (lm-eval's 14k stock YAMLs are indexed only when a stock task is asked for), offline unless a stock task
-is asked for, and returns per-task accuracy with a binomial 95 % interval and the protocol.
+is asked for, and returns per-task accuracy with a binomial 95 % interval and the protocol. A streamed model
+(`LazyModel.loaded()`, `kenprune prune --stream on`) is scored by `streamed_lm.StreamedLM` instead: HFLM's
+requests, every one passing block 0, then block 1, ...; the protocol says which path ran (`path`) and each
+task entry what the streamed pass held (`streamed`).
 """
 from __future__ import annotations
 
