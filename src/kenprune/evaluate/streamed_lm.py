@@ -99,36 +99,33 @@ class StreamedLM(HFLM):  # type: ignore[misc,valid-type]
             return []
         order, batches = self._batches(requests)
         loaded = self.loaded
+        res: list[tuple[float, bool]] = []
 
-        def score(model: torch.nn.Module, b: int, ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-            """Each row's continuation log-probabilities [contlen, vocab] (HFLM's softmax dtype) and argmax."""
+        def score(model: torch.nn.Module, b: int, ids: torch.Tensor) -> None:
+            """HFLM's answers for batch b (called in batch order, as HFLM walks its Collator): the continuation
+            log-probabilities from the head on the continuation positions only; nothing [len, vocab] is kept."""
             head, states = head_inputs(model, ids)
-            rows = []
-            for row, ((_, _, cont), inplen) in enumerate(zip(batches[b]["chunk"], batches[b]["inplens"])):
-                span = slice(inplen - len(cont), inplen)
+            for row, ((request_str, ctx_tokens, cont_toks), inplen) in enumerate(zip(batches[b]["chunk"],
+                                                                                     batches[b]["inplens"])):
+                span = slice(inplen - len(cont_toks), inplen)
                 logits = head(states[row, span]) if head is not None else states[row, span]
-                logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
-                rows.append((logprobs.cpu(), logprobs.argmax(dim=-1).cpu()))
-            return rows
-
-        scored, held = streamed_pass(loaded.lazy, [x["ids"] for x in batches], score, device=self.stream_device,
-                                     activation_budget=loaded.activation_budget, spill_dir=loaded.spill_dir,
-                                     progress=self.progress and not disable_tqdm, desc="task blocks")
-        self.passes.append({**held, "requests": len(requests)})
-        res = []
-        for batch, rows in zip(batches, scored):
-            for (request_str, ctx_tokens, cont_toks), (logprobs, greedy) in zip(batch["chunk"], rows):
+                logits = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype).unsqueeze(0)  # [1, contlen, vocab]
+                greedy = logits.argmax(dim=-1)
                 # HFLM's answers, with its one-forward groups expanded the same way
                 for request_str, cont_toks, logits in order.get_cache(req_str=request_str, cxt_toks=ctx_tokens,
-                                                                      cont_toks=cont_toks,
-                                                                      logits=logprobs.unsqueeze(0)):
-                    cont = torch.tensor(cont_toks, dtype=torch.long).unsqueeze(0)
-                    max_equal = bool((greedy.unsqueeze(0)[:, -cont.shape[1]:] == cont).all())
+                                                                      cont_toks=cont_toks, logits=logits):
+                    cont = torch.tensor(cont_toks, dtype=torch.long, device=logits.device).unsqueeze(0)
+                    max_equal = bool((greedy[:, -cont.shape[1]:] == cont).all())
                     logp = torch.gather(logits, 2, cont.unsqueeze(-1)).squeeze(-1)  # HFLM's gather, as it is
                     answer = (float(logp.sum()), max_equal)
                     res.append(answer)
                     if request_str is not None:
                         self.cache_hook.add_partial("loglikelihood", request_str, answer)
+
+        _, held = streamed_pass(loaded.lazy, [x["ids"] for x in batches], score, device=self.stream_device,
+                                activation_budget=loaded.activation_budget, spill_dir=loaded.spill_dir,
+                                progress=self.progress and not disable_tqdm, desc="task blocks")
+        self.passes.append({**held, "requests": len(requests)})
         return order.get_original(res)
 
     def held(self, since: int = 0) -> dict[str, Any]:
