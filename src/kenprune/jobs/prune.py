@@ -186,9 +186,10 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
                                                                                             resolved)},
                                        MODEL_DIR, SPARSE_FILE)
     after = loaded
-    if streamed is not None and (evaluation.enabled or evaluation.tasks_enabled):
-        after = streamed.pruned(MODEL_DIR)
-        after.device = settings.device
+    if streamed is not None and (evaluation.enabled or evaluation.tasks_enabled):  # opened once for both
+        with timer.stage("eval_after" if evaluation.enabled else "tasks_after"):
+            after = streamed.pruned(MODEL_DIR)
+            after.device = settings.device
     if evaluation.enabled:
         with timer.stage("eval_after"):
             record.quality.append(evaluate(after, evaluation, role="after", label="pruned", progress=progress))
