@@ -108,9 +108,13 @@ def _split_hidden(args: tuple, kwargs: dict) -> tuple[torch.Tensor, tuple, dict,
 
 
 @torch.no_grad()
-def capture_block_inputs(model: nn.Module, windows: torch.Tensor, *, batch_size: int = Calibration.batch_size,
+def capture_block_inputs(model: nn.Module, windows: torch.Tensor | list[torch.Tensor], *,
+                         batch_size: int = Calibration.batch_size,
                          storage_device: str | torch.device | None = None) -> BlockInputs:
     """Run the model's embedding stage on calibration windows [n, seqlen] and keep every block's inputs.
+
+    `windows` may also be a list of ready batches [b, len] of different lengths (e.g. right-padded
+    zero-shot requests, `kenprune.evaluate.streamed_lm`): each is one batch, `batch_size` is not used.
 
     Block 0's hidden states are captured by a forward pre-hook; every block is then replaced for
     the duration by a pass-through that records the arguments the model gives it (masks and
@@ -118,8 +122,15 @@ def capture_block_inputs(model: nn.Module, windows: torch.Tensor, *, batch_size:
     forward. The model runs where its embeddings are; no block computes anything.
     """
     _, blocks = find_blocks(model)
-    if windows.dim() != 2 or windows.numel() == 0:
-        raise KenpruneError(f"calibration windows must be a non-empty [n, seqlen] tensor, got shape {tuple(windows.shape)}")
+    if isinstance(windows, (list, tuple)):
+        batches = list(windows)
+        if not batches or any(b.dim() != 2 or b.numel() == 0 for b in batches):
+            raise KenpruneError("block inputs need a non-empty list of non-empty [b, len] batches")
+    else:
+        if windows.dim() != 2 or windows.numel() == 0:
+            raise KenpruneError(f"calibration windows must be a non-empty [n, seqlen] tensor, got shape "
+                                f"{tuple(windows.shape)}")
+        batches = [windows[start:start + batch_size] for start in range(0, windows.shape[0], batch_size)]
     embed_device = next(model.parameters()).device
     storage = torch.device(storage_device) if storage_device is not None else embed_device
     hidden: list[torch.Tensor] = []
@@ -143,10 +154,9 @@ def capture_block_inputs(model: nn.Module, windows: torch.Tensor, *, batch_size:
     for index, block in enumerate(blocks):
         block.forward = recorder(index)
     try:
-        for start in range(0, windows.shape[0], batch_size):
-            batch = windows[start:start + batch_size].to(embed_device)
+        for batch in batches:
             try:
-                model(input_ids=batch, use_cache=False)
+                model(input_ids=batch.to(embed_device), use_cache=False)
             except _StopForward:
                 pass
             else:
@@ -154,7 +164,8 @@ def capture_block_inputs(model: nn.Module, windows: torch.Tensor, *, batch_size:
     finally:
         for block in blocks:
             del block.forward
-    return BlockInputs(hidden, extras, hidden_kwarg[0], int(windows.shape[0]), int(windows.shape[1]))
+    return BlockInputs(hidden, extras, hidden_kwarg[0], sum(int(b.shape[0]) for b in batches),
+                       max(int(b.shape[1]) for b in batches))
 
 
 @dataclass

@@ -5,6 +5,7 @@
     inputs = stream.capture(windows, batch_size=8)             # embeddings loaded for this, dropped after
     report = prune_model(lazy.model, inputs, method="wanda", stream=stream)   # any engine method
     nll = streamed_window_nll(lazy, windows, batch_size=1)     # perplexity, one block in memory at a time
+    scores, held = streamed_pass(lazy, batches, score)          # any per-batch score of variable-length batches
 
 A `BlockStream` is what `sequential_blocks(..., stream=)` calls: `begin` (where the pass starts, and
 with which activations), `load` (read block i's weights) and `done` (write block i, free it). The
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -208,40 +209,52 @@ class PruneStream(BlockStream):
 
 
 class _LastHidden(BlockStream):
-    """An evaluation pass: keeps the last block's outputs."""
+    """An evaluation pass: keeps the last block's outputs, and samples the resident memory while each block
+    is in memory (the peak of what the pass holds: runtime + one block + the activations)."""
 
     final: list[torch.Tensor] | None = None
+    rss_max: int = 0
 
     def done(self, index: int, block: nn.Module, hidden: list[torch.Tensor] | None) -> None:
+        from ..measure import current_rss_bytes
+
+        self.rss_max = max(self.rss_max, current_rss_bytes())
         super().done(index, block, hidden)
         if index == len(self.lazy.blocks()[1]) - 1:
             self.final = hidden
 
 
 @torch.no_grad()
-def streamed_window_nll(lazy: LazyModel, windows: torch.Tensor, *, batch_size: int = 1,
-                        device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                        activation_budget: int = 1 << 62, spill_dir: Path | None = None,
-                        progress: bool = True) -> torch.Tensor:
-    """`window_nll` of every window, the model read one block at a time: all windows pass block 0, then
-    block 1, ...; the final norm and head run last (batches as `perplexity` forms them: same numbers)."""
-    from ..evaluate.language_model import window_nll
+def streamed_pass(lazy: LazyModel, batches: list[torch.Tensor], score: Callable[[nn.Module, int, torch.Tensor], Any],
+                  *, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                  activation_budget: int = 1 << 62, spill_dir: Path | None = None, progress: bool = True,
+                  desc: str = "blocks") -> tuple[list[Any], dict[str, Any]]:
+    """`score(model, b, batch)` for every batch of input ids (each [n_b, len_b]; lengths may differ), the
+    model read one block at a time: all batches pass block 0, then block 1, ...; then the embeddings, final
+    norm and head are loaded and `score` runs a forward of the whole model per batch in which the blocks
+    hand over the kept last-block outputs (so the model's own code runs the norm and head, as in memory).
+
+    Returns the scores in batch order and what the pass held: activation bytes (all batches' hidden
+    states), bytes spilled beyond `activation_budget` to file-backed tensors under `spill_dir`, and the
+    largest resident set sampled with each block (and each scored batch) in memory."""
+    from ..measure import current_rss_bytes
     from ..precision import compute_dtype
 
     keeper = _LastHidden(lazy, activation_budget=activation_budget, spill_dir=spill_dir)
-    inputs = keeper.capture(windows, batch_size)
+    inputs = keeper.capture(batches, 1)
     for _ in sequential_blocks(lazy.model, inputs, device=device, consume=True, dtype=dtype, stream=keeper,
-                               progress=progress, desc="perplexity blocks"):
+                               progress=progress, desc=desc):
         pass
     final = keeper.final
     _, blocks = lazy.blocks()
     which = [0]
+    home = [torch.device("cpu")]
 
     def passthrough(*args: Any, **kwargs: Any) -> Any:
         return args[0] if args else next(v for k, v in kwargs.items() if k in ("hidden_states", "hidden_state", "x"))
 
     def last(*_args: Any, **_kwargs: Any) -> Any:
-        return final[which[0]].to(device or "cpu")
+        return final[which[0]].to(home[0])
 
     for block in blocks[:-1]:
         block.forward = passthrough
@@ -249,11 +262,30 @@ def streamed_window_nll(lazy: LazyModel, windows: torch.Tensor, *, batch_size: i
     out = []
     try:
         with lazy.rest_loaded():
+            home[0] = next(p.device for p in lazy.model.parameters() if p.device.type != "meta")
             with compute_dtype(lazy.model, dtype, None):
-                for b, start in enumerate(range(0, windows.shape[0], batch_size)):
+                for b, batch in enumerate(batches):
                     which[0] = b
-                    out.append(window_nll(lazy.model, windows[start:start + batch_size]).cpu())
+                    out.append(score(lazy.model, b, batch.to(home[0])))
+                    keeper.rss_max = max(keeper.rss_max, current_rss_bytes())
     finally:
         for block in blocks:
             del block.forward
+    return out, {"batches": len(batches), "activations_bytes": keeper.activation_bytes,
+                 "spilled_bytes": keeper.spilled_bytes, "activation_budget_bytes": activation_budget if activation_budget < 1 << 62 else None,
+                 "rss_max_bytes": keeper.rss_max}
+
+
+def streamed_window_nll(lazy: LazyModel, windows: torch.Tensor, *, batch_size: int = 1,
+                        device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                        activation_budget: int = 1 << 62, spill_dir: Path | None = None,
+                        progress: bool = True) -> torch.Tensor:
+    """`window_nll` of every window, the model read one block at a time (`streamed_pass`; batches as
+    `perplexity` forms them: same numbers)."""
+    from ..evaluate.language_model import window_nll
+
+    batches = [windows[start:start + batch_size] for start in range(0, windows.shape[0], batch_size)]
+    out, _ = streamed_pass(lazy, batches, lambda model, _b, batch: window_nll(model, batch).cpu(), device=device,
+                           dtype=dtype, activation_budget=activation_budget, spill_dir=spill_dir, progress=progress,
+                           desc="perplexity blocks")
     return torch.cat(out)

@@ -107,17 +107,17 @@ def _chunked_nll(head: torch.nn.Module | None, hidden: torch.Tensor | None, wind
     return torch.stack(sums)
 
 
-def window_nll(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
-    """Summed next-token NLL of each window (float64), shape [n].
+def head_inputs(model: torch.nn.Module, input_ids: torch.Tensor) -> tuple[torch.nn.Module | None, torch.Tensor]:
+    """(the output head, the final hidden states entering it [b, len, hidden]) of one forward, or (None, the
+    full logits [b, len, vocab]) when the head's output is not the logits as they are.
 
-    The [seqlen, vocab] logits are never materialised when the model's logits are its output
-    head applied to the final hidden states: a pre-hook keeps those hidden states and lets the
-    head compute the last position only, which is checked against our own head call (a model
-    that post-processes its logits, e.g. soft-capping, fails the check and gets the full logits).
-    """
+    The [len, vocab] logits are never materialised when the model's logits are its output head applied to
+    the final hidden states: a pre-hook keeps those hidden states and lets the head compute the last
+    position only, which is checked against our own head call (a model that post-processes its logits,
+    e.g. soft-capping, fails the check and gets the full logits)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None:
-        return _chunked_nll(None, None, windows, model(input_ids=windows, use_cache=False).logits)
+        return None, model(input_ids=input_ids, use_cache=False).logits
     kept: dict[str, torch.Tensor] = {}
 
     def last_position_only(_module: torch.nn.Module, args: tuple) -> tuple:
@@ -126,15 +126,24 @@ def window_nll(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
 
     handle = head.register_forward_pre_hook(last_position_only)
     try:
-        last = model(input_ids=windows, use_cache=False).logits
+        last = model(input_ids=input_ids, use_cache=False).logits
     finally:
         handle.remove()
     hidden = kept.get("hidden")
-    if (hidden is not None and hidden.shape[:2] == windows.shape and last.shape[:2] == (windows.shape[0], 1)
+    if (hidden is not None and hidden.shape[:2] == input_ids.shape and last.shape[:2] == (input_ids.shape[0], 1)
             and torch.allclose(head(hidden[:, -1:]).float(), last.float(), rtol=1e-5, atol=1e-5)):
-        return _chunked_nll(head, hidden, windows)
+        return head, hidden
     del hidden, kept, last
-    return _chunked_nll(None, None, windows, model(input_ids=windows, use_cache=False).logits)
+    return None, model(input_ids=input_ids, use_cache=False).logits
+
+
+def window_nll(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
+    """Summed next-token NLL of each window (float64), shape [n]; CE_ROWS positions' logits at a time
+    (`head_inputs`)."""
+    head, states = head_inputs(model, windows)
+    if head is None:
+        return _chunked_nll(None, None, windows, states)
+    return _chunked_nll(head, states, windows)
 
 
 def check_finite_nll(data: str, bad: list[int], total: int) -> None:

@@ -5,7 +5,10 @@ names from a user's `--task-dir`) with one-line errors before any model loads. `
 loaded model and tokenizer in lm-eval's HFLM, runs each task zero-shot (few-shot 0) through
 `lm_eval.simple_evaluate` with a TaskManager that indexes only kenprune's task folder and the user's
 (lm-eval's 14k stock YAMLs are indexed only when a stock task is asked for), offline unless a stock task
-is asked for, and returns per-task accuracy with a binomial 95 % interval and the protocol.
+is asked for, and returns per-task accuracy with a binomial 95 % interval and the protocol. A streamed model
+(`LazyModel.loaded()`, `kenprune prune --stream on`) is scored by `streamed_lm.StreamedLM` instead: HFLM's
+requests, every one passing block 0, then block 1, ...; the protocol says which path ran (`path`) and each
+task entry what the streamed pass held (`streamed`).
 """
 from __future__ import annotations
 
@@ -176,6 +179,15 @@ def _placed(model: Any, device: str | None) -> Iterator[str]:
         model.train(mode)
 
 
+@contextlib.contextmanager
+def _streamed_device(loaded: Any, device: str | None) -> Iterator[str]:
+    """The device the blocks of a streamed model visit (the one given, else the model's own setting, else CUDA
+    when there is one); the skeleton itself stays where it is (on the meta device)."""
+    from ..engine.sequential import resolve_device
+
+    yield str(resolve_device(device or getattr(loaded, "device", None)))
+
+
 _MANAGERS: dict[tuple, Any] = {}
 
 
@@ -223,7 +235,9 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
 
     dtype = str(next(loaded.model.parameters()).dtype).replace("torch.", "")
     results: list[dict] = []
-    with _environment(offline=not selection.stock, progress=progress), _placed(loaded.model, device) as device:
+    streamed = getattr(loaded, "lazy", None) is not None  # a LazyModel.loaded(): scored block by block
+    placed = _streamed_device(loaded, device) if streamed else _placed(loaded.model, device)
+    with _environment(offline=not selection.stock, progress=progress), placed as device:
         from unittest.mock import patch
 
         import lm_eval
@@ -234,9 +248,15 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
         tokenizer = loaded.tokenizer
         if tokenizer.pad_token is None:  # lm-eval pads batches; the EOS token is the usual pad
             tokenizer.pad_token = tokenizer.eos_token
-        lm = HFLM(pretrained=loaded.model, tokenizer=tokenizer, backend="causal", batch_size=batch_size)
+        if streamed:
+            from .streamed_lm import StreamedLM
+
+            lm = StreamedLM(loaded, tokenizer, batch_size=batch_size, device=device, progress=progress)
+        else:
+            lm = HFLM(pretrained=loaded.model, tokenizer=tokenizer, backend="causal", batch_size=batch_size)
         for name in selection.names:
             start = time.perf_counter()
+            passes = len(lm.passes) if streamed else 0
             try:
                 # lm-eval's own environment dump shells out to git and torch's collect_env for every task (slow,
                 # and "fatal: not a git repository" on stderr); kenprune's record carries its own provenance
@@ -253,8 +273,11 @@ def run_tasks(loaded: Any, selection: TaskSelection, *, limit: int | None = None
                 raise KenpruneError(f"lm-eval could not run task {name}: {type(exc).__name__}: {text}{hint}") \
                     from None
             results.append(_task_result(selection, name, out, time.perf_counter() - start, folder))
+            if streamed:  # what the block-by-block scoring of this task held (StreamedLM.held)
+                results[-1]["streamed"] = lm.held(passes)
     return {"tasks": results, "protocol": {
         "evaluator": "lm-evaluation-harness", "lm_eval_version": version, "num_fewshot": 0, "limit": limit,
+        "path": "streamed" if streamed else "in-memory",
         "batch_size": batch_size, "dtype": dtype, "device": device, "offline": not selection.stock,
         "selection": selection.spec, "task_dir": selection.task_dir, "tasks_folder": str(folder),
         "interval": "Wilson 95 % per task; normal 95 % for the mean of independent tasks"}}

@@ -185,13 +185,17 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
             sparse = streamed.assemble(loaded.tokenizer, {"bos": loaded.bos, **_model_record(identity, settings, parsed,
                                                                                             resolved)},
                                        MODEL_DIR, SPARSE_FILE)
+    after = loaded
+    if streamed is not None and (evaluation.enabled or evaluation.tasks_enabled):  # opened once for both
+        with timer.stage("eval_after" if evaluation.enabled else "tasks_after"):
+            after = streamed.pruned(MODEL_DIR)
+            after.device = settings.device
     if evaluation.enabled:
         with timer.stage("eval_after"):
-            record.quality.append(evaluate(streamed.pruned(MODEL_DIR) if streamed else loaded, evaluation,
-                                           role="after", label="pruned", progress=progress))
-    if evaluation.tasks_enabled:
+            record.quality.append(evaluate(after, evaluation, role="after", label="pruned", progress=progress))
+    if evaluation.tasks_enabled:  # streamed: every request scored block by block (evaluate/streamed_lm.py)
         with timer.stage("tasks_after"):
-            record.quality += evaluate_tasks(loaded, evaluation, role="after", label="pruned", progress=progress)
+            record.quality += evaluate_tasks(after, evaluation, role="after", label="pruned", progress=progress)
     with output_folder(output) as tmp:
         if tmp is not None:
             with timer.stage("save"):

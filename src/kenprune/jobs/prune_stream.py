@@ -70,9 +70,6 @@ def check_streamable(settings: PruneSettings, evaluation: Evaluation, federated:
         from ..federated.rounds import STREAMED_RAY_REFUSAL
 
         raise KenpruneError(STREAMED_RAY_REFUSAL)
-    if evaluation.tasks_enabled:
-        raise KenpruneError("zero-shot tasks run on the model in memory and are not streamed yet; drop --tasks or "
-                            "use --stream off")
 
 
 class StreamedPrune:

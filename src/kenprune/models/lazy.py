@@ -135,6 +135,7 @@ class LazyModel:
     bos: str = "auto"
     record: dict = field(default_factory=dict)
     _sha256: str | None = None
+    _blocks: tuple[str, nn.ModuleList] | None = None  # found once: the skeleton's structure never changes
 
     @classmethod
     def open(cls, name_or_path: str | Path, *, dtype: torch.dtype = torch.float32,
@@ -222,7 +223,9 @@ class LazyModel:
             _set_tensor(module, name, done[id(tensor)])
 
     def blocks(self) -> tuple[str, nn.ModuleList]:
-        return find_blocks(self.model)
+        if self._blocks is None:
+            self._blocks = find_blocks(self.model)
+        return self._blocks
 
     def load_block(self, index: int) -> nn.Module:
         blocks_name, blocks = self.blocks()
