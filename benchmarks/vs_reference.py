@@ -157,6 +157,12 @@ def llmc_rows(args, tmp: Path, windows_file: Path, model_dir: str) -> list[dict]
             continue
         info = json.loads(stdout.strip().splitlines()[-1])
         row.update({"prune_s": info["seconds"], "versions": info["versions"]})
+        from safetensors.torch import load_file
+
+        tables = {k: v for f in out.glob("*.safetensors") for k, v in load_file(str(f)).items()
+                  if "embed" in k or "lm_head" in k}
+        row["embedding_head_zero_fraction"] = (sum(int((v == 0).sum()) for v in tables.values()) /
+                                               max(sum(v.numel() for v in tables.values()), 1))
         for source in Path(model_dir).iterdir():  # llm-compressor saves the weights only: the base's tokenizer
             if "token" in source.name or source.suffix == ".jinja":
                 shutil.copy(source, out / source.name)
