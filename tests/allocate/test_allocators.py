@@ -99,10 +99,21 @@ def test_kth_smallest_equals_kthvalue_of_the_concatenation(seed):
         kth_smallest(parts, 0)
 
 
-def test_kth_smallest_reads_file_backed_scores(tmp_path):
+def test_kth_smallest_reads_file_backed_scores_and_readers(tmp_path):
     from kenprune.allocate.global_ import kth_smallest
     from kenprune.engine.streaming import file_backed
 
     scores = [torch.rand(64, 32, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    expected = torch.cat([s.reshape(-1) for s in scores]).kthvalue(1000).values
     on_disk = [file_backed(s, tmp_path / f"s{i}.bin") for i, s in enumerate(scores)]
-    assert kth_smallest(on_disk, 1000) == torch.cat([s.reshape(-1) for s in scores]).kthvalue(1000).values
+    assert kth_smallest(on_disk, 1000) == expected
+    reads = []
+    readers = [lambda s=s: reads.append(1) or s.clone() for s in scores]
+    assert kth_smallest(readers, 1000) == expected and len(reads) == 3 * 3  # count, then two passes
+
+
+@pytest.mark.parametrize("spec", ["global", "owl", "dsa:abslog|mean|noop|noop"])
+def test_scores_read_from_disk_allocate_like_scores_in_memory(layers, spec):
+    on_disk = [Layer(x.name, x.block, x.shape, load=lambda x=x: x.scores.clone()) for x in layers]
+    assert all(x.scores is None and x.has_scores for x in on_disk)
+    assert resolve_allocation(spec, on_disk, 0.5).ratios == resolve_allocation(spec, layers, 0.5).ratios

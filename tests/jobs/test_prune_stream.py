@@ -99,7 +99,7 @@ def test_an_allocation_that_needs_scores_streams_and_equals_in_memory(capsys, fo
     mem, streamed = read(tmp_path / "mem"), read(tmp_path / "str")
     assert mem.details["allocation"] == streamed.details["allocation"]
     assert len(set(mem.details["allocation"]["ratios"].values())) > 1  # the allocation is not uniform
-    assert streamed.details["memory"]["scoring_pass"] == "streamed, scores in files"
+    assert streamed.details["memory"]["scoring_pass"].startswith("streamed, scores in files")
     assert streamed.details["memory"]["scores_file_bytes"] == 4 * sum(x.parameters for x in streamed.layers)
     assert not checkpoint_folder(tmp_path / "str").exists() and not leftovers(tmp_path)
 

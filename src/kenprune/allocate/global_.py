@@ -6,7 +6,7 @@ worst allocation in the OWL and DSA tables; it is kept as the reference point.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -22,20 +22,27 @@ def _ordered_keys(values: torch.Tensor) -> torch.Tensor:
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
-def kth_smallest(tensors: Sequence[torch.Tensor], k: int) -> torch.Tensor:
+TensorSource = torch.Tensor | Callable[[], torch.Tensor]  # a tensor, or what reads it (scores kept on disk)
+
+
+def _flat(source: TensorSource) -> torch.Tensor:
+    return (source() if callable(source) else source).detach().reshape(-1)
+
+
+def kth_smallest(tensors: Sequence[TensorSource], k: int) -> torch.Tensor:
     """The k-th smallest (1-based) float32 value of all `tensors` together, as
     `torch.cat(tensors).kthvalue(k)` gives it, without concatenating them: a radix select over the
     values' bits, two passes of 65,536-bucket histograms (high half, then low half under the chosen
-    high half). The tensors may be file-backed (a streamed allocation's scores); each is read in chunks."""
-    flat = [t.detach().reshape(-1) for t in tensors]
-    total = sum(f.numel() for f in flat)
+    high half). A tensor may be given by what reads it (a streamed allocation's scores, on disk): then
+    one is held at a time, and each is read in chunks."""
+    total = sum(_flat(t).numel() for t in tensors)
     if not 1 <= k <= total:
         raise ValueError(f"k = {k} is outside 1..{total}")
     high = None  # the answer's high 16 key bits, once chosen
     for _ in range(2):
         counts = torch.zeros(1 << 16, dtype=torch.int64)
-        for f in flat:
-            for chunk in f.split(_CHUNK):
+        for source in tensors:
+            for chunk in _flat(source).split(_CHUNK):
                 keys = _ordered_keys(chunk)
                 if high is None:
                     counts += torch.bincount((keys >> 16) + (1 << 15), minlength=1 << 16)
@@ -53,13 +60,12 @@ def kth_smallest(tensors: Sequence[torch.Tensor], k: int) -> torch.Tensor:
 
 def global_threshold(layers: Sequence[Layer], target: float) -> dict[str, float]:
     target = check_target(target)
-    scores = [layer.scores for layer in layers]
     total = sum(layer.numel for layer in layers)
     k = int(round(target * total))
     if k == 0:
         return {layer.name: 0.0 for layer in layers}
-    threshold = kth_smallest(scores, k)
-    raw = [sum(int((chunk.float() <= threshold).sum()) for chunk in s.detach().reshape(-1).split(_CHUNK)) /
-           layer.numel for layer, s in zip(layers, scores)]
+    threshold = kth_smallest([layer.score_tensor if layer.scores is None else layer.scores for layer in layers], k)
+    raw = [sum(int((chunk.float() <= threshold).sum()) for chunk in layer.score_tensor().reshape(-1).split(_CHUNK)) /
+           layer.numel for layer in layers]
     ratios = fit_to_target(raw, [layer.numel for layer in layers], target)
     return {layer.name: float(r) for layer, r in zip(layers, ratios)}

@@ -10,13 +10,17 @@ from ..models.blocks import block_linears, find_blocks, linear_weight
 from .layers import Layer
 
 
-def model_layers(model: nn.Module, scores: Mapping[str, torch.Tensor] | None = None) -> list[Layer]:
-    """Every Linear of the model's repeated blocks, in order, with its scores when given."""
+def model_layers(model: nn.Module, scores: Mapping[str, torch.Tensor | Callable[[], torch.Tensor]] | None = None
+                 ) -> list[Layer]:
+    """Every Linear of the model's repeated blocks, in order, with its scores when given (a tensor, or what
+    reads it from disk)."""
     blocks_name, blocks = find_blocks(model)
     layers = []
     for i, block in enumerate(blocks):
         for name, module in block_linears(block, f"{blocks_name}.{i}" if blocks_name else str(i)).items():
-            layers.append(Layer(name, i, tuple(linear_weight(module).shape), None if scores is None else scores[name]))
+            given = None if scores is None else scores[name]
+            layers.append(Layer(name, i, tuple(linear_weight(module).shape), None if callable(given) else given,
+                                load=given if callable(given) else None))
     return layers
 
 

@@ -16,6 +16,8 @@ captured and the rest is written.
 """
 from __future__ import annotations
 
+import functools
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -106,18 +108,27 @@ def file_backed(tensor: torch.Tensor, path: Path) -> torch.Tensor:
     return mapped
 
 
+def _read_scores(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
+    """A layer's scores read from their file into memory of their own (freed when dropped; no mapping kept)."""
+    return torch.from_file(str(path), shared=False, size=math.prod(shape), dtype=torch.float32).view(shape)
+
+
 def streamed_scores(lazy: LazyModel, windows: torch.Tensor | None, folder: Path, *, method: str,
                     batch_size: int, dtype: str | torch.dtype | None = None, activation_budget: int = 1 << 62,
-                    progress: bool = True) -> dict[str, torch.Tensor]:
-    """`layer_scores` of a model bigger than memory: one dense pass, one block read at a time, every
-    layer's scores in a file under `folder` (what an allocation that needs scores reads: global, OWL, DSA)."""
+                    progress: bool = True) -> dict[str, Callable[[], torch.Tensor]]:
+    """`layer_scores` of a model bigger than memory: one dense pass, one block read at a time, every layer's
+    scores written to a file under `folder`; returned as what reads each back (what an allocation that needs
+    scores uses: global, OWL, DSA, holding one block's scores at a time)."""
     from .elementwise import layer_scores
 
+    folder.mkdir(parents=True, exist_ok=True)
     names: dict[str, int] = {}
 
-    def to_file(name: str, scores: torch.Tensor) -> torch.Tensor:
+    def to_file(name: str, scores: torch.Tensor) -> Callable[[], torch.Tensor]:
         names[name] = len(names)
-        return file_backed(scores.float().cpu(), folder / f"scores-{names[name]:05d}.bin")
+        path = folder / f"scores-{names[name]:05d}.bin"
+        scores.float().cpu().contiguous().numpy().tofile(path)
+        return functools.partial(_read_scores, path, tuple(scores.shape))
 
     reader = BlockStream(lazy, activation_budget=activation_budget, spill_dir=folder / "spill")
     return layer_scores(lazy.model, windows, method=method, reduce=to_file, batch_size=batch_size, dtype=dtype,

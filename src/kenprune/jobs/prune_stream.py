@@ -105,8 +105,8 @@ class StreamedPrune:
             scores = streamed_scores(self.lazy, windows, self.folder / SCORES, method=method, batch_size=batch_size,
                                      dtype=dtype, activation_budget=self.memory["activation_budget_bytes"],
                                      progress=progress)
-            self.scoring = {"scores_file_bytes": sum(s.numel() * s.element_size() for s in scores.values()),
-                            "scoring_pass": "streamed, scores in files"}
+            self.scoring = {"scores_file_bytes": sum(p.stat().st_size for p in (self.folder / SCORES).glob("*.bin")),
+                            "scoring_pass": "streamed, scores in files read back a block at a time"}
             return model_layers(self.lazy.model, scores)
 
         return source
