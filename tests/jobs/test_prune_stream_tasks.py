@@ -41,3 +41,6 @@ def test_streamed_tasks_equal_the_in_memory_ones(four_blocks, in_memory, tmp_pat
             assert q.protocol["path"] == "streamed"
     assert all(q.protocol["path"] == "in-memory" for q in in_memory.quality if q.metric == ZERO_SHOT)
     assert {"tasks_before", "tasks_after"} <= set(record.seconds())
+    from kenprune.report.zero_shot import task_view
+
+    assert task_view(record).protocol["path"] == "streamed"  # the report says which path scored the tasks

@@ -53,7 +53,10 @@ def task_view(record) -> TaskView | None:
         view.table[key] = cells
     p = next(q for q in entries if q.metric == ZERO_SHOT).protocol if means else entries[0].protocol
     view.protocol = {k: p.get(k) for k in ("evaluator", "lm_eval_version", "num_fewshot", "limit", "batch_size",
-                                           "dtype", "device", "offline", "selection", "task_dir", "interval")}
+                                           "dtype", "device", "offline", "selection", "task_dir", "interval",
+                                           "path")}
+    if view.protocol["path"] is None:  # records written before the streamed path existed
+        del view.protocol["path"]
     for q in entries:
         if q.metric == TASK_METRIC and q.protocol.get("data_sha256"):
             view.protocol[f"{q.data} data sha256"] = q.protocol["data_sha256"]
