@@ -283,7 +283,8 @@ def streamed_pass(lazy: LazyModel, batches: list[torch.Tensor], score: Callable[
         for block in blocks:
             del block.forward
     return out, {"batches": len(batches), "activations_bytes": keeper.activation_bytes,
-                 "spilled_bytes": keeper.spilled_bytes, "activation_budget_bytes": activation_budget if activation_budget < 1 << 62 else None,
+                 "spilled_bytes": keeper.spilled_bytes,
+                 "activation_budget_bytes": activation_budget if activation_budget < 1 << 62 else None,
                  "rss_max_bytes": keeper.rss_max}
 
 
