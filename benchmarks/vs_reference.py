@@ -110,6 +110,7 @@ def kenprune_row(method: str, setting: str, dtype: str, args, tmp: Path) -> dict
 
 
 def llmc_rows(args, tmp: Path, windows_file: Path, model_dir: str) -> list[dict]:
+    from kenprune.models.loading import MODELS
     from kenprune.record import read as read_record
 
     rows = []
@@ -161,7 +162,11 @@ def llmc_rows(args, tmp: Path, windows_file: Path, model_dir: str) -> list[dict]
                 shutil.copy(source, out / source.name)
         scored = tmp / f"{out.name}-eval"
         try:
-            run_rusage(["eval", "--model", str(out), "--data", args.eval, "--max-windows", str(args.eval_windows),
+            # the base's BOS policy: llm-compressor's folder has no kenprune.json to carry it, and "auto" follows
+            # the tokenizer, which for gemma3-270m's GGUF-converted one adds none (perplexity 73 instead of 29 dense)
+            row["eval_bos"] = MODELS.get(args.model).bos if args.model in MODELS else "auto"
+            run_rusage(["eval", "--model", str(out), "--bos", row["eval_bos"], "--data", args.eval,
+                        "--max-windows", str(args.eval_windows),
                         "--out", str(scored)])
             row["perplexity"] = read_record(scored).quality_of("after").value
         except RuntimeError as exc:  # recorded, and the run's other rows are kept
