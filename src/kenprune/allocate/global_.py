@@ -64,7 +64,7 @@ def global_threshold(layers: Sequence[Layer], target: float) -> dict[str, float]
     k = int(round(target * total))
     if k == 0:
         return {layer.name: 0.0 for layer in layers}
-    threshold = kth_smallest([layer.score_tensor if layer.scores is None else layer.scores for layer in layers], k)
+    threshold = kth_smallest([layer.score_tensor for layer in layers], k)
     raw = [sum(int((chunk.float() <= threshold).sum()) for chunk in layer.score_tensor().reshape(-1).split(_CHUNK)) /
            layer.numel for layer in layers]
     ratios = fit_to_target(raw, [layer.numel for layer in layers], target)
