@@ -12,6 +12,7 @@ and each client's per-layer mask agreement with the merged masks. Then Ray (clie
 
     python benchmarks/federated.py            # ~10 min on a loaded 2-core machine
     python benchmarks/federated.py --quick    # smoke run
+    python benchmarks/federated.py --structured [federated_structured.py's options]   # structured importances
 """
 from __future__ import annotations
 
@@ -135,6 +136,10 @@ def exactness(dense, clients, union, method: str, sparsity: float) -> dict:
 
 
 def main() -> None:
+    if "--structured" in sys.argv[1:]:  # federated structured importances (benchmarks/federated_structured.py)
+        from federated_structured import main as structured
+
+        return structured([a for a in sys.argv[1:] if a != "--structured"])
     args = parse_args()
     if args.exactness:
         return exactness_only(args)

@@ -7,6 +7,7 @@ from ..settings import STRUCTURED_CALIBRATION, STRUCTURED_EVALUATION, Structured
 from .options import add_calibration, add_evaluation, add_model, add_output, add_tasks, calibration_from, \
     evaluation_from, output_from, task_lines
 from .report import write_report_quietly
+from .stats import add_federated, federated_from
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_calibration(p, STRUCTURED_CALIBRATION, batch=False)
     add_evaluation(p, STRUCTURED_EVALUATION)
     add_tasks(p)
+    add_federated(p)
     add_output(p, required=True, what="the pruned HF model and run.json")
     p.set_defaults(func=run)
 
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                                   from_scratch=args.from_scratch, polarization=args.polarization,
                                   gate_lr=args.gate_lr, scratch_lr=args.scratch_lr)
     record = structured(args.model, settings, calibration=calibration_from(args), evaluation=evaluation_from(args),
-                        output=output_from(args))
+                        output=output_from(args), federated=federated_from(args))
     print(summary(record, args.out))
     write_report_quietly(args.out)
     return 0
@@ -107,6 +109,10 @@ def summary(record, out) -> str:
         st = d["stability"]
         lines.append(f"selection stability over {st['runs']} calibration subsets: kept overlap "
                      f"{st['kept_overlap']:.3f}, removed overlap {st['removed_overlap']:.3f} (Jaccard, mean of pairs)")
+    if d.get("federated"):
+        from ..federated.structured import federated_lines
+
+        lines += federated_lines(d["federated"])
     lines += [f"{q.model}: {q.metric} {q.value:.3f}" for q in record.quality if q.role == "reference"]
     lines += task_lines(record)
     lines.append(f"wrote {out}")

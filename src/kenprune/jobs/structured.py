@@ -9,7 +9,7 @@ from typing import Any
 from ..measure import StageTimer, path_bytes
 from ..record import FileEntry, Layer, RunRecord
 from ..settings import (DEFAULT_MODEL, STRUCTURED_CALIBRATION, STRUCTURED_EVALUATION, Calibration, Evaluation,
-                        Output, StructuredSettings, given)
+                        FederatedSettings, Output, StructuredSettings, given)
 from .common import check_output, new_record, output_folder, write_record
 
 
@@ -25,8 +25,12 @@ def _block_table(result: Any) -> list[Layer]:
 
 def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSettings(), *,
         calibration: Calibration = STRUCTURED_CALIBRATION, evaluation: Evaluation = STRUCTURED_EVALUATION,
-        output: Output = Output(), progress: bool = True) -> RunRecord:
+        output: Output = Output(), progress: bool = True,
+        federated: FederatedSettings = FederatedSettings()) -> RunRecord:
     """Prune whole heads and MLP channels; the folder reloads (plain from_pretrained when widths are uniform).
+
+    federated: score from statistics of clients' data (`clients`, each sampled with the Calibration's
+    windows/seqlen/seed in this process; kenprune.federated.structured), merged with `weighting`.
 
     A causal LM scores, trains and recovers with the language-modelling loss on token windows; a sequence
     classifier (e.g. a `kenprune finetune` run folder) with its classification loss on labelled batches of
@@ -48,11 +52,18 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
     calibration.check()
     evaluation.check()
     check_output(output, [model])
+    fed = _check_federated(federated, settings) if federated.enabled else None
     plan = PrunePlan(settings.ratio, settings.keep_first, settings.keep_last, settings.round_to,
                      settings.global_ranking)
     timer = StageTimer()
     windows = None
-    if IMPORTANCE.get(settings.importance).calibrated and settings.ratio > 0:
+    clients = None
+    if fed is not None:
+        from .stats import federated_windows
+
+        with timer.stage("calibration_data"):
+            clients = federated_windows(model, fed, calibration)
+    elif IMPORTANCE.get(settings.importance).calibrated and settings.ratio > 0:
         with timer.stage("calibration_data"):  # before the weights load: a too-large request fails in seconds
             windows = windows_for(load_tokenizer(model), calibration)
     with timer.stage("load"):
@@ -75,16 +86,18 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
                                   blocks_per_pass=settings.blocks_per_pass, windows=windows, progress=progress,
                                   beta=settings.beta, stability=settings.stability,
                                   train=settings.training(calibration.seed) if settings.steps else None,
-                                  polarization=settings.polarization, gate_lr=settings.gate_lr)
+                                  polarization=settings.polarization, gate_lr=settings.gate_lr,
+                                  clients=clients, weighting=federated.weighting, agreement=federated.agreement)
     summary = result.to_dict()
     trained = {}
     if settings.steps:
         trained = _train(loaded, settings, calibration.seed, evaluation, timer, progress,
                          recover=not IMPORTANCE.get(settings.importance).trained)
     record = new_record("structured", identity, "structured",
-                        given(model=model, structured=settings, calibration=calibration, evaluation=evaluation),
+                        given(model=model, structured=settings, calibration=calibration, evaluation=evaluation,
+                              federated=fed),
                         {"structured": settings.to_dict(), "calibration": calibration.to_dict(),
-                         "evaluation": evaluation.to_dict()})
+                         "evaluation": evaluation.to_dict(), **({"federated": fed.to_dict()} if fed else {})})
     record.layer_quantity = "removed fraction"
     record.layers = _block_table(result)
     record.details.update({**summary, "sparsity": summary["block_parameters_removed"],
@@ -117,6 +130,22 @@ def run(model: str = DEFAULT_MODEL, settings: StructuredSettings = StructuredSet
         record.files = [FileEntry(".", "hf-folder", path_bytes(tmp), "model")]
         write_record(record, tmp, timer)
     return record
+
+
+def _check_federated(federated: FederatedSettings, settings: StructuredSettings) -> FederatedSettings:
+    """One-line refusals of what federated structured pruning does not do, before any data or weights load."""
+    from ..errors import KenpruneError
+    from ..federated.structured import check_importance
+
+    federated.check()
+    if federated.stats:
+        raise KenpruneError("kenprune structured federates with --clients (in this process); statistics files "
+                            "(--stats) hold element-wise statistics for kenprune prune")
+    if federated.workers > 1 or federated.ray_address:
+        raise KenpruneError("kenprune structured runs its clients in this process (importances are computed once on "
+                            "the dense model: one round); use --workers 1 without --ray-address")
+    check_importance(settings.importance, settings.stability)
+    return federated
 
 
 def _train(loaded: Any, settings: StructuredSettings, seed: int, evaluation: Evaluation, timer: StageTimer,
@@ -153,7 +182,9 @@ def _train(loaded: Any, settings: StructuredSettings, seed: int, evaluation: Eva
 
 def structured_prune(model: str = DEFAULT_MODEL, out: str | Path | None = None, *,
                      calibration: Calibration = STRUCTURED_CALIBRATION, evaluation: Evaluation = STRUCTURED_EVALUATION,
-                     overwrite: bool = False, progress: bool = True, **options: Any) -> RunRecord:
-    """`run` with StructuredSettings given as keywords (importance, ratio, keep_first, ...)."""
+                     overwrite: bool = False, progress: bool = True,
+                     federated: FederatedSettings = FederatedSettings(), **options: Any) -> RunRecord:
+    """`run` with StructuredSettings given as keywords (importance, ratio, keep_first, ...);
+    `federated=FederatedSettings(clients=("wiki", "lee"))` scores from the clients' merged statistics."""
     return run(model, StructuredSettings(**options), calibration=calibration, evaluation=evaluation,
-               output=Output(out, overwrite), progress=progress)
+               output=Output(out, overwrite), progress=progress, federated=federated)

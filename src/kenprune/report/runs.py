@@ -296,6 +296,10 @@ def structured_view(run: Run) -> None:
                         ("the same in every block" if d["uniform_widths"] else "differ between blocks")
                         + ("; reloads with kenprune.load only" if d.get("loader") == "kenprune" else "")})
     _seed_rows(run, d)
+    if d.get("federated"):
+        from ..federated.structured import federated_rows
+
+        _rows(run.summary, federated_rows(d["federated"]))
     if d.get("latency"):
         _latency(run, d["latency"])
     run.headline = (f"{run.method}, {percent(float(d['block_parameters_removed']))} of block parameters removed"

@@ -78,15 +78,31 @@ def collect_spreads(model: nn.Module, groups: list[Group], windows: torch.Tensor
 
     `windows`: token windows [n, seqlen], or batches for a classifier (importance.forward), padded to one
     length so that positions line up (padding positions count as positions)."""
-    n = len(windows) if isinstance(windows, torch.Tensor) else sum(len(b["input_ids"]) for b in windows)
+    n = window_count(windows)
+    check_spread_windows(n)
+    return spreads_from_moments(groups, collect_moments(model, groups, windows, progress=progress), n)
+
+
+def window_count(windows: torch.Tensor | list[dict[str, torch.Tensor]]) -> int:
+    """How many windows (or labelled rows) the spreads are taken over."""
+    return len(windows) if isinstance(windows, torch.Tensor) else sum(len(b["input_ids"]) for b in windows)
+
+
+def check_spread_windows(n: int) -> None:
     if n < 2:
         raise KenpruneError("beta-rank needs at least 2 calibration windows (spreads are taken across windows); "
                             "raise --nsamples")
-    moments = {id(g): _Moments() for g in groups}
+
+
+def collect_moments(model: nn.Module, groups: list[Group], windows: torch.Tensor | list[dict[str, torch.Tensor]], *,
+                    progress: bool = True) -> dict[tuple[int, str], _Moments]:
+    """Each group's running sums over the windows (per position), keyed by (block, kind): what a federated
+    client sends (kenprune.federated.structured); `spreads_from_moments` turns them into spreads."""
+    moments = {(g.block, g.kind): _Moments() for g in groups}
     handles = []
     for group in groups:
         reader, writer, _ = _io_members(group)
-        m = moments[id(group)]
+        m = moments[(group.block, group.kind)]
         handles.append(reader.register_forward_pre_hook(_rows_into(m.add_input)))
         handles.append(writer.register_forward_pre_hook(_rows_into(m.add_output)))
     device = next(model.parameters()).device
@@ -97,9 +113,15 @@ def collect_spreads(model: nn.Module, groups: list[Group], windows: torch.Tensor
     finally:
         for h in handles:
             h.remove()
+    return moments
+
+
+def spreads_from_moments(groups: list[Group], moments: dict[tuple[int, str], _Moments],
+                         n: int) -> dict[tuple[int, str], torch.Tensor]:
+    """Each unit's spread from its group's sums over `n` windows."""
     spreads = {}
     for group in groups:
-        m = moments[id(group)]
+        m = moments[(group.block, group.kind)]
         _, _, unit_channels = _io_members(group)
         in_std = std_from_moments(m.in_sum, m.in_square, n * m.in_features)
         ratio = spread_ratio(std_from_moments(m.out_sum, m.out_square, n), in_std).cpu()

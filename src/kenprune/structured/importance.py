@@ -88,10 +88,25 @@ def collect_gradients(model: nn.Module, groups: list[Group], windows: torch.Tens
                       second_order: bool = False,
                       blocks_per_pass: int | None = None, progress: bool = True) -> GradientStats:
     """Loss gradients of the groups' weights over calibration windows (or labelled batches, see `forward`),
-    one window per backward.
+    one window per backward: the means of `gradient_sums`.
 
     blocks_per_pass bounds memory: only that many blocks hold gradients at a time (more passes).
     """
+    stats = gradient_sums(model, groups, windows, second_order=second_order, blocks_per_pass=blocks_per_pass,
+                          progress=progress)
+    n = len(windows)
+    for table in (stats.mean, stats.mean_square):
+        for key in table:
+            table[key] /= n
+    return stats
+
+
+def gradient_sums(model: nn.Module, groups: list[Group], windows: torch.Tensor | list[dict[str, torch.Tensor]], *,
+                  second_order: bool = False, blocks_per_pass: int | None = None, progress: bool = True,
+                  dtype: torch.dtype = torch.float32) -> GradientStats:
+    """Sums over the windows (not yet divided by their count) of each member weight's gradient and of its
+    square, accumulated in `dtype`, in a GradientStats (`mean` holds the sums here): what a federated client
+    sends (kenprune.federated.structured)."""
     blocks = sorted({g.block for g in groups})
     step = blocks_per_pass or len(blocks) or 1
     flags = {id(p): p.requires_grad for p in model.parameters()}
@@ -111,7 +126,7 @@ def collect_gradients(model: nn.Module, groups: list[Group], windows: torch.Tens
                 loss = forward(model, window, device).loss
                 loss.backward()
                 for w in weights:
-                    g = w.grad.detach().float()
+                    g = w.grad.detach().to(dtype)
                     _accumulate(stats.mean, w, g)
                     if second_order:
                         _accumulate(stats.mean_square, w, g.square())
@@ -122,10 +137,6 @@ def collect_gradients(model: nn.Module, groups: list[Group], windows: torch.Tens
         for p in model.parameters():
             p.requires_grad_(flags[id(p)])
             p.grad = None
-    n = len(windows)
-    for table in (stats.mean, stats.mean_square):
-        for key in table:
-            table[key] /= n
     return stats
 
 

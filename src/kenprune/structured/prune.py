@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -70,13 +70,16 @@ def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = 
                      seqlen: int = 128, seed: int = 0, blocks_per_pass: int | None = None,
                      windows: torch.Tensor | None = None, progress: bool = True, beta: float = 0.5,
                      stability: int = 0, train: LoraSettings | None = None, polarization: float = 1.0,
-                     gate_lr: float = 0.05) -> StructuredResult:
+                     gate_lr: float = 0.05, clients: Sequence[Any] | None = None, weighting: str = "tokens",
+                     agreement: bool = True) -> StructuredResult:
     """Remove the least important heads and MLP channels of `loaded.model` in place.
 
     Every check (family, ratio, head counts) runs before the first weight changes. `windows`: the
     calibration windows when the caller already cut them (else they come from calib/nsamples/seqlen/seed).
     `stability` >= 2: also select with that many calibration subsets (seeds seed, seed+1, ...) and record the
     overlap of the selections. `train`: the training of the polarization gates (LoRA, `train.data`).
+    `clients` (kenprune.federated.ClientData): score from the clients' merged sums instead of `windows`
+    (kenprune.federated.structured; `weighting` tokens or equal; `agreement`: each client's own selection).
     """
     model = loaded.model
     adapter = structured_adapter_for(model)
@@ -86,6 +89,13 @@ def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = 
     groups = block_groups(model, attention_unit, adapter)
     before = block_widths(model, adapter)
     plan_keep(groups, [torch.zeros(g.units) for g in groups], plan, n_blocks)  # bad ratios fail before any work
+    if clients is not None:
+        from ..federated.structured import check_importance
+
+        check_importance(importance, stability)
+        if estimator.gradients and is_classifier(loaded):
+            raise KenpruneError(f"--clients with --importance {importance} on a classifier is not supported (its "
+                                f"loss needs labelled batches); use beta-rank, or a causal LM")
     if estimator.trained and train is None:
         raise KenpruneError(f"--importance {importance} learns its gates while training; give --steps N")
     if estimator.trained and stability:
@@ -104,6 +114,16 @@ def prune_structured(loaded: LoadedModel, plan: PrunePlan, *, importance: str = 
         scores = [by_group.get(i, torch.zeros(g.units, dtype=torch.float64)) for i, g in enumerate(groups)]
         keep = plan_keep(groups, scores, plan, n_blocks)
         extra["gates"] = {"weight": polarization, "lr": gate_lr, **gates.summary([keep[i] for i in active])}
+    elif clients is not None:  # federated: the clients' merged sums (kenprune.federated.structured)
+        from ..federated.structured import federated_keep
+
+        keep, extra["federated"] = federated_keep(model, groups, pruned, plan, n_blocks, importance, clients,
+                                                  weighting=weighting, seed=seed, beta=beta,
+                                                  blocks_per_pass=blocks_per_pass, agreement=agreement,
+                                                  progress=progress)
+        if pruned:
+            calibration = {"data": ",".join(c.data for c in clients), "nsamples": nsamples, "seqlen": seqlen,
+                           "seed": seed, **({"loss": "language-modelling"} if estimator.gradients else {})}
     else:
         labelled = is_classifier(loaded) and bool(estimator.gradients)  # a classifier's loss needs labels
         used = calib
