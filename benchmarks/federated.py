@@ -63,6 +63,18 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def domain_data(loaded, args) -> tuple[list[ClientData], dict[str, torch.Tensor], bool | None]:
+    """One client per domain (`args.samples` calibration windows of `args.seqlen`, `args.seed`), each domain's
+    test windows (`args.eval_windows` of `args.eval_seqlen`) and the BOS policy they were cut with."""
+    clients = [ClientData(calibration_windows(loaded.tokenizer, f"{d}:calib", nsamples=args.samples,
+                                              seqlen=args.seqlen, seed=args.seed), f"{d}:calib", args.seed, d)
+               for d in DOMAINS]
+    bos = resolve_bos(loaded, "auto")
+    evals = {d: make_windows(tokenize_stream(loaded.tokenizer, join_text(load_documents(f"{d}:test"))),
+                             args.eval_seqlen, bos, args.eval_windows) for d in DOMAINS}
+    return clients, evals, bos
+
+
 def domain_ppl(model, windows: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """Perplexity per domain with a 95 % interval over windows (per-window mean NLL, normal approximation)."""
     out = {}
@@ -148,13 +160,8 @@ def main() -> None:
     load_before = os.getloadavg()
     loaded = load_model(args.model)
     dense = loaded.model
-    clients = [ClientData(calibration_windows(loaded.tokenizer, f"{d}:calib", nsamples=args.samples,
-                                              seqlen=args.seqlen, seed=args.seed), f"{d}:calib", args.seed, d)
-               for d in DOMAINS]
+    clients, evals, bos = domain_data(loaded, args)
     union = torch.cat([c.windows for c in clients])
-    bos = resolve_bos(loaded, "auto")
-    evals = {d: make_windows(tokenize_stream(loaded.tokenizer, join_text(load_documents(f"{d}:test"))),
-                             args.eval_seqlen, bos, args.eval_windows) for d in DOMAINS}
     rows, details = [], {}
     dense_ppl = domain_ppl(dense, evals)
     rows.append({"method": "dense", "sparsity": 0.0, "calibration": "-",

@@ -26,12 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, save  # noqa: E402
-from federated import DOMAINS, domain_ppl  # noqa: E402
+from federated import DOMAINS, domain_data, domain_ppl  # noqa: E402
 
-from kenprune.data.corpora import join_text, load_documents, tokenize_stream  # noqa: E402
-from kenprune.data.windows import calibration_windows  # noqa: E402
-from kenprune.evaluate.language_model import make_windows, resolve_bos  # noqa: E402
-from kenprune.federated import ClientData  # noqa: E402
 from kenprune.models.loading import LoadedModel, load_model  # noqa: E402
 from kenprune.structured.plan import PrunePlan  # noqa: E402
 from kenprune.structured.prune import prune_structured  # noqa: E402
@@ -61,13 +57,8 @@ def main(argv=None) -> None:
     start, load_before = time.perf_counter(), os.getloadavg()
     loaded = load_model(args.model)
     dense = loaded.model
-    clients = [ClientData(calibration_windows(loaded.tokenizer, f"{d}:calib", nsamples=args.samples,
-                                              seqlen=args.seqlen, seed=args.seed), f"{d}:calib", args.seed, d)
-               for d in DOMAINS]
+    clients, evals, bos = domain_data(loaded, args)
     union = torch.cat([c.windows for c in clients])
-    bos = resolve_bos(loaded, "auto")
-    evals = {d: make_windows(tokenize_stream(loaded.tokenizer, join_text(load_documents(f"{d}:test"))),
-                             args.eval_seqlen, bos, args.eval_windows) for d in DOMAINS}
     plan = PrunePlan(args.ratio)
 
     def pruned(**how):

@@ -37,6 +37,15 @@ def test_structured_with_clients_records_identities_and_agreement_not_text(tiny_
         window = calibration_windows(tokenizer, data, nsamples=2, seqlen=32, seed=0)[0]
         snippet = tokenizer.decode(window[8:16]).strip()
         assert len(snippet) > 8 and snippet not in text and json.dumps(snippet)[1:-1] not in text
+    from kenprune.jobs.structured import structured_prune  # kenprune.structured: shadowed by the subpackage here
+    from kenprune.settings import Calibration, Evaluation, FederatedSettings
+
+    api = structured_prune(str(tiny_llama_folder), tmp_path / "api", importance="taylor", ratio=0.25,
+                           latency=False, calibration=Calibration(samples=2, seqlen=32),
+                           evaluation=Evaluation(data="wiki:test", seqlen=32, windows=2), progress=False,
+                           federated=FederatedSettings(clients=("wiki", "lee"), weighting="equal"))
+    assert api.details["federated"]["clients"] == fed["clients"]  # the CLI and the API say the same
+    assert api.details["widths_after"] == record.details["widths_after"]
     summary = read_run(out).summary
     assert summary["weighting"].startswith("equal") and summary["client wiki:calib"].startswith("wiki:calib: 2 windows")
     assert "same decisions" in summary["selection agreement, lee:calib alone vs merged"]
