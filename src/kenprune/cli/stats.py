@@ -8,11 +8,13 @@ from ..settings import FEDERATED_WEIGHTINGS, Calibration, FederatedSettings
 from .options import add_calibration, add_model, calibration_from, output_from
 
 
-def add_federated(parser: argparse.ArgumentParser, defaults: FederatedSettings = FederatedSettings()) -> None:
+def add_federated(parser: argparse.ArgumentParser, defaults: FederatedSettings = FederatedSettings(),
+                  how: str = "pruned in per-block rounds") -> None:
+    """The federated option group; `how`: how the clients' statistics give the centralized result."""
     g = parser.add_argument_group("federated calibration (statistics leave a client, never its text)")
     g.add_argument("--clients", default=None, metavar="DATA,DATA,...",
                    help="one CORPUS[:SPLIT] per client (e.g. wiki,lee,newsgroups-mini), each sampled with "
-                        "--nsamples/--seqlen/--seed; pruned in per-block rounds = the centralized result on their "
+                        f"--nsamples/--seqlen/--seed; {how} = the centralized result on their "
                         "union (default: no clients, ordinary calibration)")
     g.add_argument("--stats", nargs="+", default=list(defaults.stats), metavar="FILE",
                    help="prune from statistics files or `kenprune stats` folders instead of calibrating (one round "

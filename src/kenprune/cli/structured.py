@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_calibration(p, STRUCTURED_CALIBRATION, batch=False)
     add_evaluation(p, STRUCTURED_EVALUATION)
     add_tasks(p)
-    add_federated(p)
+    add_federated(p, how="importances from their merged sums, one round on the dense model")
     add_output(p, required=True, what="the pruned HF model and run.json")
     p.set_defaults(func=run)
 
