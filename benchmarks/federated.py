@@ -56,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="4 windows of 128 per client, wanda 50 % only")
     p.add_argument("--exactness", default=None, metavar="METHOD@SPARSITY",
                    help="only the exactness check of one configuration -> results/federated_exactness.json")
+    p.add_argument("--allocation", default=None, metavar="METHOD@SPARSITY@SPEC",
+                   help="only a federated allocation (e.g. wanda@0.7@owl) against the centralized one, and the "
+                        "federated uniform run -> results/federated_allocation.json")
     args = p.parse_args()
     if args.quick:
         args.samples, args.seqlen, args.eval_windows, args.methods, args.sparsities, args.repeats = \
@@ -155,6 +158,8 @@ def main() -> None:
     args = parse_args()
     if args.exactness:
         return exactness_only(args)
+    if args.allocation:
+        return allocation_only(args)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     load_before = os.getloadavg()
@@ -250,6 +255,65 @@ def exactness_only(args) -> None:
     print(result)
     save("federated_exactness", {"model": args.model, "method": method, "sparsity": float(sparsity),
                                  "clients": [c.identity() for c in clients], "threads": args.threads}, [result],
+         loadavg={"before": load_before, "after": os.getloadavg()}, wall_seconds=time.perf_counter() - start)
+
+
+def allocation_only(args) -> None:
+    """A federated allocation (scores from a dense round of merged statistics) against the centralized allocation
+    (the engine's dense scoring pass on the union), then both pruned, and the federated uniform run beside them."""
+    from kenprune.allocate import resolve_allocation
+    from kenprune.allocate.model import layer_source, model_layers
+    from kenprune.federated.rounds import score_rounds
+
+    torch.set_num_threads(args.threads)
+    start, load_before = time.perf_counter(), os.getloadavg()
+    loaded = load_model(args.model)
+    dense = loaded.model
+    clients = [ClientData(calibration_windows(loaded.tokenizer, f"{d}:calib", nsamples=args.samples,
+                                              seqlen=args.seqlen, seed=args.seed), f"{d}:calib", args.seed, d)
+               for d in DOMAINS]
+    union = torch.cat([c.windows for c in clients])
+    bos = resolve_bos(loaded, "auto")
+    evals = {d: make_windows(tokenize_stream(loaded.tokenizer, join_text(load_documents(f"{d}:test"))),
+                             args.eval_seqlen, bos, args.eval_windows) for d in DOMAINS}
+    method, sparsity, spec = args.allocation.split("@")
+    sparsity = float(sparsity)
+    t = time.perf_counter()
+    central = resolve_allocation(spec, layer_source(dense, union, method=method, progress=False), sparsity)
+    seconds = {"centralized scoring + allocation": time.perf_counter() - t}
+    t = time.perf_counter()
+    scores, scoring = score_rounds(dense, clients, method=method, progress=False)
+    federated = resolve_allocation(spec, model_layers(dense, scores), sparsity)
+    del scores
+    seconds["federated scoring round + allocation"] = time.perf_counter() - t
+    diffs = [abs(federated.ratios[n] - r) for n, r in central.ratios.items()]
+    ratios = {"max_abs_diff": max(diffs), "identical_layers": sum(d == 0 for d in diffs), "layers": len(diffs),
+              "centralized_range": [min(central.ratios.values()), max(central.ratios.values())],
+              "federated_range": [min(federated.ratios.values()), max(federated.ratios.values())]}
+    models = {}
+    for name, run in ((f"centralized {spec}", lambda m: prune_model(m, union, method=method, sparsity=central.ratios,
+                                                                   progress=False)),
+                      (f"federated {spec}", lambda m: prune_rounds(m, clients, method=method,
+                                                                  sparsity=federated.ratios, agreement=False,
+                                                                  progress=False)),
+                      ("federated uniform", lambda m: prune_rounds(m, clients, method=method, sparsity=sparsity,
+                                                                   agreement=False, progress=False))):
+        t = time.perf_counter()
+        models[name] = copy.deepcopy(dense)
+        run(models[name])
+        seconds[name] = time.perf_counter() - t
+    vs = compare(models[f"centralized {spec}"], models[f"federated {spec}"])
+    rows = [{"run": name, **{f"ppl {d}": f"{v['ppl']:.1f} [{v['lo']:.1f}, {v['hi']:.1f}]"
+                             for d, v in domain_ppl(m, evals).items()}, "prune s": seconds[name]}
+            for name, m in models.items()]
+    print_table(rows, ["run", *[f"ppl {d}" for d in DOMAINS], "prune s"])
+    print(f"allocation ratios federated vs centralized: {ratios}; masks: {vs}")
+    save("federated_allocation", {"model": args.model, "method": method, "sparsity": sparsity, "allocation": spec,
+                                  "clients": [c.identity() for c in clients], "threads": args.threads,
+                                  "evaluation": {"splits": [f"{d}:test" for d in DOMAINS],
+                                                 "windows": args.eval_windows, "seqlen": args.eval_seqlen,
+                                                 "bos": bos, "interval": "95 % over windows, normal approx."}},
+         rows, ratios=ratios, masks_federated_vs_centralized=vs, scoring=scoring, seconds=seconds,
          loadavg={"before": load_before, "after": os.getloadavg()}, wall_seconds=time.perf_counter() - start)
 
 

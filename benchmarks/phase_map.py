@@ -36,8 +36,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--densities", type=float, nargs="+", default=[0.9, 0.7, 0.5, 0.3])
     p.add_argument("--recover-steps", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--data", default="pang-lee", help="the encoder map's labelled corpus (austen-novels: 1,496 test "
+                   "passages, intervals narrow enough to see a trend)")
+    p.add_argument("--eval-examples", type=int, default=40, help="the encoder map's held-out examples")
+    p.add_argument("--alphas", type=int, default=11, help="points on the line from pruned to dense (encoder map)")
     p.add_argument("--lm", action="store_true", help="also smollm2-135m adapted on lee")
+    p.add_argument("--lm-only", action="store_true", help="only the smollm2-135m map")
     p.add_argument("--lm-steps", type=int, nargs="+", default=[0, 10, 20])
+    p.add_argument("--lm-eval-windows", type=int, default=4, help="lee:test windows of 128 tokens (smollm2 map)")
+    p.add_argument("--lm-alphas", type=int, default=6)
+    p.add_argument("--lm-lr", type=float, default=None, help="smollm2 adaptation learning rate (default: the job's)")
+    p.add_argument("--name", default="phase_map", help="results/NAME.json")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
@@ -81,13 +90,17 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     start, load_before = time.perf_counter(), os.getloadavg()
-    maps = {"minilm-l6 / pang-lee": one_map("minilm", "minilm-l6", PhaseMapSettings(
-        data="pang-lee", steps=tuple(args.steps), densities=tuple(args.densities), method="magnitude",
-        recover_steps=args.recover_steps, batch_size=args.batch_size, seqlen=128, eval_examples=40, alphas=11, seed=args.seed))}
-    if args.lm:
+    maps = {}
+    if not args.lm_only:
+        maps[f"minilm-l6 / {args.data}"] = one_map("minilm", "minilm-l6", PhaseMapSettings(
+            data=args.data, steps=tuple(args.steps), densities=tuple(args.densities), method="magnitude",
+            recover_steps=args.recover_steps, batch_size=args.batch_size, seqlen=128, eval_examples=args.eval_examples,
+            alphas=args.alphas, seed=args.seed))
+    if args.lm or args.lm_only:
         maps["smollm2-135m / lee"] = one_map("smollm2", "smollm2-135m", PhaseMapSettings(
             data="lee", steps=tuple(args.lm_steps), densities=tuple(args.densities), method="wanda", recover_steps=0,
-            batch_size=2, seqlen=128, eval_examples=4, alphas=6, calib_samples=4, seed=args.seed))
+            batch_size=2, seqlen=128, eval_examples=args.lm_eval_windows, alphas=args.lm_alphas, calib_samples=4,
+            lr=args.lm_lr, seed=args.seed))
     rows = [r for m in maps.values() for r in m["rows"]]
     print_table(rows, ["map", "temperature", "density", "quality", "ci95", "dense", "barrier", "at alpha", "CKA",
                        "regime"])
@@ -96,7 +109,7 @@ def main() -> None:
               + "; ".join(f"d={t['density']:g} {t['first']:.3f}->{t['last']:.3f} {t['direction']}"
                           for t in m["trends"])
               + f"; transition (direction changes with density): {m['transition']}")
-    save("phase_map" if not args.quick else "phase_map_quick",
+    save(args.name if not args.quick else f"{args.name}_quick",
          {"maps": {k: {"model": v["model"]["name"], "settings": v["settings"], "held_out": v["held_out"],
                        "training": v["training"]} for k, v in maps.items()},
           "threads": args.threads, "seed": args.seed}, rows,

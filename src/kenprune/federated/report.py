@@ -17,7 +17,15 @@ def federated_rows(fed: Mapping[str, Any]) -> dict[str, str]:
                                        f"tokens, seed {c['seed']}{share}, windows sha256 {c['windows_sha256'][:12]}")
     for name, value in agreement.items():
         rows[f"mask agreement, {name} alone vs merged"] = f"{value:.4f}"
+    if fed.get("allocation_scores"):
+        rows["allocation scored from"] = _scoring(fed["allocation_scores"])
     return {k: v for k, v in rows.items() if v is not None}
+
+
+def _scoring(scoring: Mapping[str, Any]) -> str:
+    """Where an allocation's scores came from under federated calibration (never the clients' text)."""
+    ran = f" ({scoring['executor']}, {scoring['seconds']:.1f} s)" if scoring.get("executor") else ""
+    return f"{scoring['mode']}{ran}: {scoring['what']}"
 
 
 def federated_lines(fed: Mapping[str, Any]) -> list[str]:
@@ -27,4 +35,6 @@ def federated_lines(fed: Mapping[str, Any]) -> list[str]:
              + ", ".join(f"{c['name']} {c['tokens']} tokens" for c in fed["clients"])]
     if agreement:
         lines.append("mask agreement with the merged masks: " + ", ".join(f"{k} {v:.4f}" for k, v in agreement.items()))
+    if fed.get("allocation_scores"):
+        lines.append("allocation scored from " + _scoring(fed["allocation_scores"]))
     return lines

@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -154,17 +154,23 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a == b).double().mean())
 
 
-def prune_block(spec: Method, linears: Mapping[str, nn.Module], targets: Mapping[str, float],
-                merged: Mapping[str, ShardStats], pattern: Pattern, group: str,
-                alone: Sequence[Mapping[str, ShardStats]] = ()) -> dict[str, list[float]]:
-    """Prune one block's Linears from merged statistics; per Linear, each client's mask agreement when `alone`."""
+def _converter() -> Callable[[ShardStats], Any]:
+    """ShardStats -> the engine's InputStats, once per shared input (SparseGPT factors a shared Hessian once)."""
     converted: dict[int, Any] = {}
 
-    def engine_stats(s: ShardStats) -> Any:  # one InputStats per shared input: SparseGPT factors it once
+    def engine_stats(s: ShardStats) -> Any:
         if id(s) not in converted:
             converted[id(s)] = s.to_input_stats()
         return converted[id(s)]
 
+    return engine_stats
+
+
+def prune_block(spec: Method, linears: Mapping[str, nn.Module], targets: Mapping[str, float],
+                merged: Mapping[str, ShardStats], pattern: Pattern, group: str,
+                alone: Sequence[Mapping[str, ShardStats]] = ()) -> dict[str, list[float]]:
+    """Prune one block's Linears from merged statistics; per Linear, each client's mask agreement when `alone`."""
+    engine_stats = _converter()
     out: dict[str, list[float]] = {}
     for name, module in linears.items():
         if targets[name] <= 0:
@@ -185,6 +191,53 @@ def agreement_summary(per_layer: Mapping[str, list[float]], sizes: Mapping[str, 
                     "merged one (per layer on the same prefix; parameter-weighted mean over pruned Linears)",
             "clients": {c["name"]: m for c, m in zip(clients, means)},
             "layers": {n: dict(zip((c["name"] for c in clients), v)) for n, v in per_layer.items()}}
+
+
+def _named(clients: Sequence[ClientData]) -> list[dict[str, Any]]:
+    """The clients' identities, names made unique (the same corpus may be two clients)."""
+    identities = [c.identity() for c in clients]
+    names = [i["name"] for i in identities]
+    if len(set(names)) != len(names):
+        for i, ident in enumerate(identities):
+            ident["name"] = f"{i}:{ident['name']}"
+    return identities
+
+
+def _pool(model: nn.Module, clients: Sequence[ClientData], spec: Method, *, workers: int, ray_address: str | None,
+          model_ref: str | None, batch_size: int, dtype: str | None, stream: Any) -> Any:
+    if workers == 1 and not ray_address:
+        # in-process clients share the server's model, so they compute where it is (each would move the shared
+        # blocks to and from an accelerator under the others' feet)
+        return _LocalPool([Client(model, c.windows, spec.statistic, batch_size=batch_size, dtype=dtype,
+                                  device="cpu" if stream is not None else str(next(model.parameters()).device))
+                           for c in clients])  # a streamed skeleton's weights are on `meta` between reads
+    ref = model_ref if model_ref is not None else model
+    return _RayPool([Client(ref, c.windows, spec.statistic, batch_size=batch_size, dtype=dtype) for c in clients],
+                    workers, ray_address)
+
+
+def _run_rounds(model: nn.Module, pool: Any, weighting: str, desc: str, progress: bool,
+                on_block: Callable[[int, dict[str, nn.Module], list[dict[str, ShardStats]], dict[str, ShardStats]],
+                                   Mapping[str, torch.Tensor]], stream: Any = None) -> None:
+    """Per block: every client's statistics of its input, their merge, and `on_block` (which may prune the block
+    and returns the weights it changed: the next round sends them to clients that hold their own copy). The
+    pool is closed at the end, whatever happens."""
+    blocks_name, blocks = find_blocks(model)
+    changed: Mapping[str, torch.Tensor] = {}
+    try:
+        for index, block in enumerate(tqdm(blocks, desc=desc, unit="block", disable=not progress, leave=False)):
+            if stream is not None:
+                stream.load(index, block)
+            with stream.lazy.rest_loaded() if stream is not None and index == 0 else contextlib.nullcontext():
+                parts = pool.round(changed)  # round 0: the clients capture their inputs (embeddings needed)
+            linears = block_linears(block, f"{blocks_name}.{index}" if blocks_name else str(index))
+            changed = on_block(index, linears, parts, merge_layers(parts, weighting))
+            if stream is not None and index > 0:  # every client has passed through block index-1 now
+                stream.done(index - 1, blocks[index - 1], None)
+    finally:
+        pool.close()  # the clients' passes end, and with them their hold on the last block
+    if stream is not None:
+        stream.done(len(blocks) - 1, blocks[-1], None)
 
 
 def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str = "wanda",
@@ -211,45 +264,20 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
     pattern = Pattern.parse(pattern)
     group = group or spec.default_group
     targets = layer_targets(model, sparsity, pattern)
-    identities = [c.identity() for c in clients]
-    names = [i["name"] for i in identities]
-    if len(set(names)) != len(names):
-        for i, ident in enumerate(identities):
-            ident["name"] = f"{i}:{ident['name']}"
+    identities = _named(clients)
     weights = client_weights([i["tokens"] for i in identities], weighting)
-    if workers == 1 and not ray_address:
-        # in-process clients share the server's model, so they compute where it is (each would move the shared
-        # blocks to and from an accelerator under the others' feet)
-        pool: Any = _LocalPool([Client(model, c.windows, spec.statistic, batch_size=batch_size, dtype=dtype,
-                                       device="cpu" if stream is not None else str(next(model.parameters()).device))
-                              for c in clients])  # a streamed skeleton's weights are on `meta` between reads
-    else:
-        ref = model_ref if model_ref is not None else model
-        pool = _RayPool([Client(ref, c.windows, spec.statistic, batch_size=batch_size, dtype=dtype)
-                         for c in clients], workers, ray_address)
-    blocks_name, blocks = find_blocks(model)
+    pool = _pool(model, clients, spec, workers=workers, ray_address=ray_address, model_ref=model_ref,
+                 batch_size=batch_size, dtype=dtype, stream=stream)
     per_layer: dict[str, list[float]] = {}
     sizes: dict[str, int] = {}
     start = time.perf_counter()
-    previous: dict[str, torch.Tensor] = {}
-    try:
-        for index, block in enumerate(tqdm(blocks, desc=f"federated {method}", unit="block", disable=not progress,
-                                           leave=False)):
-            if stream is not None:
-                stream.load(index, block)
-            with stream.lazy.rest_loaded() if stream is not None and index == 0 else contextlib.nullcontext():
-                parts = pool.round(previous)  # round 0: the clients capture their inputs (embeddings needed)
-            linears = block_linears(block, f"{blocks_name}.{index}" if blocks_name else str(index))
-            merged = merge_layers(parts, weighting)
-            per_layer.update(prune_block(spec, linears, targets, merged, pattern, group, parts if agreement else ()))
-            sizes.update({n: linear_weight(m).numel() for n, m in linears.items()})
-            previous = {n: linear_weight(m).detach().clone() for n, m in linears.items() if targets[n] > 0}
-            if stream is not None and index > 0:  # every client has passed through block index-1 now
-                stream.done(index - 1, blocks[index - 1], None)
-    finally:
-        pool.close()  # the clients' passes end, and with them their hold on the last block
-    if stream is not None:
-        stream.done(len(blocks) - 1, blocks[-1], None)
+
+    def prune(_index: int, linears: dict[str, nn.Module], parts: list, merged: dict) -> dict[str, torch.Tensor]:
+        per_layer.update(prune_block(spec, linears, targets, merged, pattern, group, parts if agreement else ()))
+        sizes.update({n: linear_weight(m).numel() for n, m in linears.items()})
+        return {n: linear_weight(m).detach().clone() for n, m in linears.items() if targets[n] > 0}
+
+    _run_rounds(model, pool, weighting, f"federated {method}", progress, prune, stream)
     report = stream.finish(False) if stream is not None else sparsity_report(model)
     report["targets"] = {"method": method, "pattern": str(pattern), "group": group,
                          "sparsity": sparsity if not isinstance(sparsity, Mapping) else "per-layer"}
@@ -261,6 +289,57 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
         "tokens": sum(i["tokens"] for i in identities), "seconds": time.perf_counter() - start,
         "agreement": agreement_summary(per_layer, sizes, identities) if agreement else None}
     return report
+
+
+def score_block(spec: Method, linears: Mapping[str, nn.Module], merged: Mapping[str, ShardStats],
+                reduce: Callable[[str, torch.Tensor], Any]) -> dict[str, Any]:
+    """One block's element-wise scores (what an allocator reads) from merged statistics; nothing pruned."""
+    engine_stats = _converter()
+    return {name: reduce(name, spec.score(linear_weight(module).detach(), engine_stats(merged[name])))
+            for name, module in linears.items()}
+
+
+def score_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str = "wanda",
+                 weighting: str = "tokens", workers: int = 1, ray_address: str | None = None,
+                 model_ref: str | None = None, batch_size: int = Calibration.batch_size, dtype: str | None = None,
+                 progress: bool = True, reduce: Callable[[str, torch.Tensor], Any] | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every block Linear's scores from the clients' merged statistics of the dense model, in per-block rounds
+    with nothing pruned (the dense scoring pass an allocation needs: OWL's outlier ratios, global's threshold),
+    and what ran it. Only statistics leave a client, as in `prune_rounds`."""
+    spec = calibrated_method(method)
+    if not clients:
+        raise KenpruneError("federated calibration needs at least one client")
+    reduce = reduce or (lambda _name, s: s.cpu())
+    pool = _pool(model, clients, spec, workers=workers, ray_address=ray_address, model_ref=model_ref,
+                 batch_size=batch_size, dtype=dtype, stream=None)
+    scores: dict[str, Any] = {}
+    start = time.perf_counter()
+
+    def score(_index: int, linears: dict[str, nn.Module], _parts: list, merged: dict) -> dict[str, torch.Tensor]:
+        scores.update(score_block(spec, linears, merged, reduce))
+        return {}  # nothing changed: the clients pass the dense block on
+
+    _run_rounds(model, pool, weighting, f"federated {method} scores", progress, score)
+    return scores, {"mode": "rounds", "executor": pool.name, "workers": pool.workers,
+                    "seconds": time.perf_counter() - start,
+                    "what": "one round per block on the dense model: merged statistics -> the method's scores"}
+
+
+def stats_scores(model: nn.Module, layers: Mapping[str, ShardStats], *, method: str = "wanda",
+                 reduce: Callable[[str, torch.Tensor], Any] | None = None) -> dict[str, Any]:
+    """Every block Linear's scores from given (merged) statistics of the dense model: a statistics file's."""
+    spec = calibrated_method(method)
+    reduce = reduce or (lambda _name, s: s.cpu())
+    blocks_name, blocks = find_blocks(model)
+    scores: dict[str, Any] = {}
+    for i, block in enumerate(blocks):
+        linears = block_linears(block, f"{blocks_name}.{i}" if blocks_name else str(i))
+        missing = [n for n in linears if n not in layers]
+        if missing:
+            raise KenpruneError(f"the statistics have no entry for {missing[0]}; were they computed on this model?")
+        scores.update(score_block(spec, linears, layers, reduce))
+    return scores
 
 
 def collect_dense(model: nn.Module, windows: torch.Tensor, statistic: str, *,

@@ -81,9 +81,8 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     if spec.statistic != "none":
         calibration.check()
     fed = federated.check() if federated.enabled else None
-    if fed is not None and (settings.allocation is not None or settings.include_embeddings):
-        raise KenpruneError(f"{'--allocation' if settings.allocation else '--include-embeddings'} with federated "
-                            f"calibration is not supported yet; drop one of them")
+    if fed is not None and settings.include_embeddings:
+        raise KenpruneError("--include-embeddings with federated calibration is not supported yet; drop one of them")
     check_output(output, [model, settings.allocation, *federated.stats])
     memory, lazy = memory_plan(model, settings)  # streamed when the whole model would not fit (settings.max_memory)
     if lazy is not None:
@@ -134,19 +133,27 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
     if evaluation.tasks_enabled and evaluation.before:
         with timer.stage("tasks_before"):
             record.quality += evaluate_tasks(loaded, evaluation, role="before", label="dense", progress=progress)
-    allocated = None
+    allocated = fed_files = fed_scoring = None
     if settings.allocation is not None:
         from ..allocate import resolve_allocation
         from ..allocate.model import layer_source
 
         with timer.stage("allocate"):
-            if streamed is not None:  # a dense pass one block at a time, the scores in files until chosen
+            if fed is not None:  # scores from the clients' merged statistics of the dense model
+                from .stats import federated_layer_source
+
+                source, fed_scoring = federated_layer_source(loaded, fed, clients, method=settings.method,
+                                                             calibration=calibration, dtype=precision.dtype,
+                                                             progress=progress)
+            elif streamed is not None:  # a dense pass one block at a time, the scores in files until chosen
                 source = streamed.layer_source(windows, method=settings.method, batch_size=calibration.batch_size,
                                                dtype=precision.dtype, progress=progress)
             else:
                 source = layer_source(loaded.model, windows, method=settings.method, progress=progress,
                                       dtype=precision.dtype, batch_size=calibration.batch_size)
             chosen = resolve_allocation(settings.allocation, source, sparsity)
+            if fed is not None:
+                fed_files, fed_scoring = fed_scoring.get("files"), fed_scoring.get("scoring")
             if streamed is not None:
                 streamed.drop_scores()
         record.details["allocation"] = chosen.to_dict()
@@ -157,8 +164,11 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
 
             report = federated_prune(loaded, fed, clients, method=settings.method, sparsity=sparsity, pattern=parsed,
                                      group=settings.group, calibration=calibration, dtype=precision.dtype,
-                                     progress=progress, stream=streamed.stream if streamed else None)
+                                     progress=progress, stream=streamed.stream if streamed else None,
+                                     files=fed_files)
             record.details["federated"] = report.pop("federated")
+            if fed_scoring:
+                record.details["federated"]["allocation_scores"] = fed_scoring
         else:
             report = prune_model(loaded.model, windows, method=settings.method, sparsity=sparsity, pattern=parsed,
                                  group=settings.group, include_embeddings=settings.include_embeddings,

@@ -70,6 +70,9 @@ def check_streamable(settings: PruneSettings, evaluation: Evaluation, federated:
         from ..federated.rounds import STREAMED_RAY_REFUSAL
 
         raise KenpruneError(STREAMED_RAY_REFUSAL)
+    if federated is not None and settings.allocation is not None:
+        raise KenpruneError("--allocation with federated calibration runs in memory only (its scoring round is not "
+                            "streamed yet); use --stream off, or a uniform sparsity")
 
 
 class StreamedPrune:

@@ -143,11 +143,11 @@ def merge(sources: Sequence[str | Path], *, weighting: str = "tokens", output: O
 
 def federated_prune(loaded: Any, federated: FederatedSettings, clients: Sequence[Any], *, method: str,
                     sparsity: Any, pattern: Any, group: str | None, calibration: Calibration, dtype: str | None,
-                    progress: bool = True, stream: Any = None) -> dict[str, Any]:
+                    progress: bool = True, stream: Any = None, files: tuple | None = None) -> dict[str, Any]:
     """The federated branch of `kenprune prune`: rounds over `clients` (ClientData), or the statistics files;
-    `stream`: the streamed path's PruneStream (a model bigger than memory)."""
+    `stream`: the streamed path's PruneStream (a model bigger than memory); `files`: `merged_files`' result when
+    the allocation already read them."""
     from ..federated.rounds import agreement_summary, calibrated_method, prune_from_stats, prune_rounds
-    from ..federated.stats import merge_layers
 
     if federated.clients:
         return prune_rounds(loaded.model, clients, method=method, sparsity=sparsity, pattern=pattern, group=group,
@@ -156,8 +156,7 @@ def federated_prune(loaded: Any, federated: FederatedSettings, clients: Sequence
                             agreement=federated.agreement, batch_size=calibration.batch_size, dtype=dtype,
                             progress=progress, stream=stream)
     spec = calibrated_method(method)
-    parts, metas = load_many(federated.stats, model=loaded.identity(), statistic=spec.statistic, method=method)
-    merged = parts[0] if len(parts) == 1 else merge_layers(parts, federated.weighting)
+    parts, metas, merged = files or merged_files(loaded, federated, method)
     alone = parts if federated.agreement and len(parts) > 1 else ()
     report = prune_from_stats(loaded.model, merged, method=method, sparsity=sparsity, pattern=pattern, group=group,
                               alone=alone, progress=progress, stream=stream)
@@ -175,6 +174,46 @@ def federated_prune(loaded: Any, federated: FederatedSettings, clients: Sequence
     return report
 
 
+def merged_files(loaded: Any, federated: FederatedSettings, method: str) -> tuple[list[dict], list[dict], dict]:
+    """The statistics files (checked against the model and the method), their metadata and their merge."""
+    from ..federated.rounds import calibrated_method
+    from ..federated.stats import merge_layers
+
+    spec = calibrated_method(method)
+    parts, metas = load_many(federated.stats, model=loaded.identity(), statistic=spec.statistic, method=method)
+    return parts, metas, parts[0] if len(parts) == 1 else merge_layers(parts, federated.weighting)
+
+
+def federated_layer_source(loaded: Any, federated: FederatedSettings, clients: Sequence[Any], *, method: str,
+                           calibration: Calibration, dtype: str | None, progress: bool = True
+                           ) -> tuple[Any, dict[str, Any]]:
+    """For `resolve_allocation` under federated calibration: the layers, scored (when the allocator needs scores)
+    from the clients' merged statistics of the dense model, never from their text: a dense round of per-block
+    rounds (--clients), or the statistics files (--stats). Returns the source and what it did (filled in when
+    it runs); `done["files"]`, once read, is handed on to `federated_prune`."""
+    from ..allocate.model import model_layers
+    from ..federated.rounds import score_rounds, stats_scores
+
+    done: dict[str, Any] = {}
+
+    def source(needs_scores: bool) -> list[Any]:
+        if not needs_scores:
+            return model_layers(loaded.model)
+        if federated.clients:
+            scores, done["scoring"] = score_rounds(
+                loaded.model, clients, method=method, weighting=federated.weighting, workers=federated.workers,
+                ray_address=federated.ray_address, model_ref=loaded.source, batch_size=calibration.batch_size,
+                dtype=dtype, progress=progress)
+        else:
+            done["files"] = merged_files(loaded, federated, method)
+            scores = stats_scores(loaded.model, done["files"][2], method=method)
+            done["scoring"] = {"mode": "files", "what": "the merged statistics files (the dense model's) -> the "
+                                                        "method's scores"}
+        return model_layers(loaded.model, scores)
+
+    return source, done
+
+
 def federated_windows(model: str, federated: FederatedSettings, calibration: Calibration) -> list[Any]:
     """Each client's windows (rounds mode), before the model loads: a bad request fails in seconds."""
     from ..models.loading import load_tokenizer
@@ -185,4 +224,5 @@ def federated_windows(model: str, federated: FederatedSettings, calibration: Cal
     return [client_data(tokenizer, data, calibration) for data in federated.clients]
 
 
-__all__ = ["export", "merge", "federated_prune", "federated_windows", "client_data"]
+__all__ = ["export", "merge", "federated_prune", "federated_windows", "federated_layer_source", "merged_files",
+           "client_data"]
