@@ -120,3 +120,16 @@ def test_stability_with_clients_is_refused_before_any_work():
         prune_structured(_loaded(model), PrunePlan(0.25), importance="taylor", stability=2, clients=_clients(),
                          progress=False)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_agreement_counts_only_the_pruned_blocks_units():
+    model = tiny_causal_lm("llama", layers=2)
+    groups, plan = block_groups(model), PrunePlan(0.5, keep_first=1)
+    a, b = ClientData(random_windows(2, 16, seed=8), "a"), ClientData(random_windows(2, 16, seed=9), "b")
+    merged, fed = federated_keep(model, groups, {1}, plan, 2, "taylor", [a, b], progress=False)
+    alone, _ = federated_keep(model, groups, {1}, plan, 2, "taylor", [a], progress=False)
+    active = [i for i, g in enumerate(groups) if g.block == 1]
+    units = sum(groups[i].units for i in active)
+    same = sum(groups[i].units - len(set(alone[i].tolist()) ^ set(merged[i].tolist())) for i in active)
+    assert fed["agreement"]["clients"]["a"] == pytest.approx(same / units)
+    assert all(len(merged[i]) == groups[i].units for i, g in enumerate(groups) if g.block == 0)  # block 0 kept

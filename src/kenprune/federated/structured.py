@@ -218,16 +218,17 @@ def federated_keep(model: torch.nn.Module, groups: list[Group], pruned: set[int]
         keep = keep_of(shard_scores(active, importance, merged, seed=seed, beta=beta))
     else:
         keep = keep_of([])
-    units = [g.units for g in groups]
-    per_client = [selection_agreement(a, keep, units) for a in alone]
+    rows = [by_id[id(g)] for g in active]  # units of the pruned blocks only (the others are kept by every client)
+    per_client = [selection_agreement([a[i] for i in rows], [keep[i] for i in rows], [groups[i].units for i in rows])
+                  for a in alone]
     summary = {
         "mode": "one-round", "mode_text": MODE_TEXT, "executor": "sequential", "workers": 1, "ray_address": None,
         "weighting": weighting, "statistic": _statistic(importance),
         "clients": identities,
         "tokens": sum(i["tokens"] for i in identities),
         "agreement": {"what": "per client, the units its statistics alone would keep (same plan) against the merged "
-                              "selection: share of identical keep/remove decisions over all units; Jaccard overlap "
-                              "of kept and of removed units",
+                              "selection, over the pruned blocks' units: share of identical keep/remove decisions; "
+                              "Jaccard overlap of kept and of removed units",
                       "clients": {n: a["decisions"] for n, a in zip((i["name"] for i in identities), per_client)},
                       "kept_overlap": {i["name"]: a["kept_overlap"] for i, a in zip(identities, per_client)},
                       "removed_overlap": {i["name"]: a["removed_overlap"] for i, a in zip(identities, per_client)}}
