@@ -7,6 +7,7 @@ Heavy imports (torch, transformers) happen on first use.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -74,6 +75,10 @@ def __getattr__(name: str):
     if target is None:
         raise AttributeError(f"module 'kenprune' has no attribute {name!r}")
     module, _, attr = target.partition(":")
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # a subpackage of the same name (kenprune.ken, kenprune.structured): imported first, so that no later
+        # import of it rebinds `kenprune.NAME` from the function to the package
+        importlib.import_module(f"{__name__}.{name}")
     value = getattr(importlib.import_module(module), attr)
     globals()[name] = value
     return value

@@ -193,14 +193,13 @@ def agreement_summary(per_layer: Mapping[str, list[float]], sizes: Mapping[str, 
             "layers": {n: dict(zip((c["name"] for c in clients), v)) for n, v in per_layer.items()}}
 
 
-def _named(clients: Sequence[ClientData]) -> list[dict[str, Any]]:
-    """The clients' identities, names made unique (the same corpus may be two clients)."""
+def client_identities(clients: Sequence[ClientData], weighting: str = "tokens") -> list[dict[str, Any]]:
+    """Each client's identity (never its text) with its weight; names made unique by index when two clash."""
     identities = [c.identity() for c in clients]
-    names = [i["name"] for i in identities]
-    if len(set(names)) != len(names):
-        for i, ident in enumerate(identities):
-            ident["name"] = f"{i}:{ident['name']}"
-    return identities
+    clash = len({i["name"] for i in identities}) < len(identities)
+    weights = client_weights([i["tokens"] for i in identities], weighting)
+    return [{**i, "name": f"{k}:{i['name']}" if clash else i["name"], "weight": w}
+            for k, (i, w) in enumerate(zip(identities, weights))]
 
 
 def _pool(model: nn.Module, clients: Sequence[ClientData], spec: Method, *, workers: int, ray_address: str | None,
@@ -264,8 +263,7 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
     pattern = Pattern.parse(pattern)
     group = group or spec.default_group
     targets = layer_targets(model, sparsity, pattern)
-    identities = _named(clients)
-    weights = client_weights([i["tokens"] for i in identities], weighting)
+    identities = client_identities(clients, weighting)
     pool = _pool(model, clients, spec, workers=workers, ray_address=ray_address, model_ref=model_ref,
                  batch_size=batch_size, dtype=dtype, stream=stream)
     per_layer: dict[str, list[float]] = {}
@@ -285,7 +283,7 @@ def prune_rounds(model: nn.Module, clients: Sequence[ClientData], *, method: str
         "mode": "rounds", "mode_text": "per-block rounds: each block pruned from statistics of the pruned prefix "
                                        "(the centralized engine's order)",
         "executor": pool.name, "workers": pool.workers, "ray_address": ray_address, "weighting": weighting,
-        "clients": [{**i, "weight": w} for i, w in zip(identities, weights)],
+        "clients": identities,
         "tokens": sum(i["tokens"] for i in identities), "seconds": time.perf_counter() - start,
         "agreement": agreement_summary(per_layer, sizes, identities) if agreement else None}
     return report

@@ -31,6 +31,7 @@ from ..structured.groups import Group
 from ..structured.importance import IMPORTANCE, GradientStats, gradient_sums, unit_scores
 from ..structured.plan import PrunePlan, plan_keep
 from ..structured.stability import selection_stability
+from .rounds import client_identities
 from .stats import client_weights
 
 MODE_TEXT = ("one round: importances are computed once on the dense model, so the clients' merged sums are the "
@@ -161,15 +162,6 @@ def selection_agreement(alone: list[torch.Tensor], merged: list[torch.Tensor], u
     same = sum(n - len(set(a.tolist()) ^ set(m.tolist())) for a, m, n in zip(alone, merged, units))
     return {"decisions": same / (sum(units) or 1), "kept_overlap": overlap["kept_overlap"],
             "removed_overlap": overlap["removed_overlap"]}
-
-
-def client_identities(clients: Sequence[Any], weighting: str = "tokens") -> list[dict[str, Any]]:
-    """Each client's (ClientData) identity with its weight; names made unique by their index when two clash."""
-    identities = [c.identity() for c in clients]
-    clash = len({i["name"] for i in identities}) < len(identities)
-    weights = client_weights([i["tokens"] for i in identities], weighting)
-    return [{**i, "name": f"{k}:{i['name']}" if clash else i["name"], "weight": w}
-            for k, (i, w) in enumerate(zip(identities, weights))]
 
 
 def federated_keep(model: torch.nn.Module, groups: list[Group], pruned: set[int], plan: PrunePlan, n_blocks: int,
