@@ -277,7 +277,7 @@ def stats_record() -> RunRecord:
 def phase_map_record() -> RunRecord:
     """`kenprune phase-map`: 2 checkpoints x 2 densities with their barriers and regimes."""
     cells = [{"temperature": t, "step": s, "density": x, "sparsity": 1 - x, "quality": q, "loss": 0.6,
-              "dense_quality": 0.8, "dense_loss": 0.5, "barrier": b, "barrier_alpha": 0.5, "losses": [0.6, 0.7, 0.5],
+              "dense_quality": 0.8 if s else 0.55, "dense_loss": 0.5, "barrier": b, "barrier_alpha": 0.5, "losses": [0.6, 0.7, 0.5],
               "similarity": c, "regime": r}
              for t, s, x, q, b, c, r in (("0 steps", 0, 0.9, 0.7, 0.0, 0.95, "II-B"), ("0 steps", 0, 0.3, 0.5, 0.2, 0.7, "I"),
                                          ("40 steps", 40, 0.9, 0.8, 0.01, 0.8, "II-A"),

@@ -359,5 +359,6 @@ def test_stats_and_phase_map_views(run_dirs, tmp_path):
     assert "text" not in " ".join(stats.summary)
     phase = read_run(run_dirs["phase-map"])
     assert phase.summary["regimes"].startswith("I (2 cells)") and "II-A (1 cells)" in phase.summary["regimes"]
+    assert phase.summary["dense parent"] == "0 steps: 0.55, 40 steps: 0.8"  # the unpruned checkpoint of each row
     page = write_report([run_dirs["phase-map"]], tmp_path / "phase.html").read_text()
     assert "phase-map-phase-quality" in page and "phase-map-phase-barrier" in page

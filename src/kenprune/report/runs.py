@@ -514,6 +514,8 @@ def phase_map_view(run: Run) -> None:
         "held-out set": f"{d['held_out']['data']}, {d['held_out']['examples']} examples of {d['held_out']['seqlen']} "
                         f"tokens ({d['quality_metric']})",
         "recovery": f"{d['recover_steps']} masked steps" if d["recover_steps"] else "none",
+        "dense parent": ", ".join(f"{t}: {format_number(q)}" for t, q in
+                                  dict((c["temperature"], c["dense_quality"]) for c in d["cells"]).items()),
         "barrier": f"{d['barrier_between']}; {d['alphas']} points",
         "similarity": d["similarity"],
         "regimes": "; ".join(f"{k} ({counts.get(k, 0)} cells): {v}" for k, v in d["regimes"].items()),
