@@ -110,6 +110,12 @@ def _add(total: StructuredShard, part: StructuredShard) -> None:
     total.windows += part.windows
 
 
+def _share(shard: StructuredShard, weight: float, total_windows: int, weighting: str) -> StructuredShard:
+    """A client's part of the merge: its plain sums (`tokens`: w_c = n_c / N makes the factor 1), or its sums
+    scaled by w_c * N / n_c so each merged mean is the weighted mean of the clients' means."""
+    return shard if weighting == "tokens" else shard.scaled(weight * total_windows / shard.windows)
+
+
 def merge(parts: Sequence[StructuredShard], weighting: str = "tokens") -> StructuredShard:
     """The clients' sums merged: `tokens`, their plain sums (the union's); `equal`, client c's sums scaled by
     w_c * N / n_c (w_c = 1/K, N the windows in all), so each merged mean is the mean of the clients' means."""
@@ -125,8 +131,7 @@ def merge(parts: Sequence[StructuredShard], weighting: str = "tokens") -> Struct
                                 "with one importance?")
     total_windows = sum(p.windows for p in parts)
     weights = client_weights([p.windows * p.seqlen for p in parts], weighting)
-    if weighting != "tokens":  # with w_c = n_c / N the factor is 1: the plain sums, unscaled
-        parts = [p.scaled(w * total_windows / p.windows) for p, w in zip(parts, weights)]
+    parts = [_share(p, w, total_windows, weighting) for p, w in zip(parts, weights)]
     out = StructuredShard(0, first.seqlen, {k: torch.zeros_like(v) for k, v in first.gradient.items()},
                           {k: torch.zeros_like(v) for k, v in first.gradient_square.items()},
                           {k: _scaled_moments(m, 0.0) for k, m in first.moments.items()})
@@ -201,7 +206,7 @@ def federated_keep(model: torch.nn.Module, groups: list[Group], pruned: set[int]
                                       progress=progress)
             if agreement:
                 alone.append(keep_of(shard_scores(active, importance, shard, seed=seed, beta=beta)))
-            share = shard if weighting == "tokens" else shard.scaled(w * total / shard.windows)
+            share = _share(shard, w, total, weighting)
             if merged is None:
                 merged = share
             else:

@@ -142,9 +142,9 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
             if fed is not None:  # scores from the clients' merged statistics of the dense model
                 from .stats import federated_layer_source
 
-                source, fed_scoring = federated_layer_source(loaded, fed, clients, method=settings.method,
-                                                             calibration=calibration, dtype=precision.dtype,
-                                                             progress=progress)
+                source, scored = federated_layer_source(loaded, fed, clients, method=settings.method,
+                                                        calibration=calibration, dtype=precision.dtype,
+                                                        progress=progress)
             elif streamed is not None:  # a dense pass one block at a time, the scores in files until chosen
                 source = streamed.layer_source(windows, method=settings.method, batch_size=calibration.batch_size,
                                                dtype=precision.dtype, progress=progress)
@@ -153,7 +153,7 @@ def run(model: str = DEFAULT_MODEL, settings: PruneSettings = PruneSettings(), *
                                       dtype=precision.dtype, batch_size=calibration.batch_size)
             chosen = resolve_allocation(settings.allocation, source, sparsity)
             if fed is not None:
-                fed_files, fed_scoring = fed_scoring.get("files"), fed_scoring.get("scoring")
+                fed_files, fed_scoring = scored.get("files"), scored.get("scoring")
             if streamed is not None:
                 streamed.drop_scores()
         record.details["allocation"] = chosen.to_dict()
